@@ -1,0 +1,60 @@
+//! The element types the engine computes in: `f32` (fast path) and `f64` (accuracy path).
+
+use crate::simd::SimdFloat;
+
+/// A floating-point element type of attention tensors.
+///
+/// Implemented for `f32` and `f64`. Bundles what the engine needs: faer GEMMs
+/// (`faer::traits::ComplexField`), pulp SIMD lanes ([`SimdFloat`]) and conversions through `f64`.
+pub trait Element:
+    faer::traits::RealField
+    + SimdFloat
+    + Copy
+    + Default
+    + PartialOrd
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+    + 'static
+{
+    /// `"f32"` or `"f64"`, as used by the CLI and records.
+    const NAME: &'static str;
+    /// Rows whose normalizer satisfies `|Σ w| ≤ tol · Σ |w|` are rejected as ill-conditioned: the
+    /// output's relative error would exceed roughly `ε · √n / tol`, i.e. it would be mostly noise.
+    const NORMALIZER_TOLERANCE: f64;
+
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+}
+
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+    const NORMALIZER_TOLERANCE: f64 = 1e-3;
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Element for f64 {
+    const NAME: &'static str = "f64";
+    const NORMALIZER_TOLERANCE: f64 = 1e-8;
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}

@@ -1,0 +1,341 @@
+//! The streaming tiled engine for exact attention.
+//!
+//! Work is split into tasks of one (batch, head, query tile); rayon runs the tasks, and inside a
+//! task everything is sequential. A task walks the key tiles its queries can see:
+//!
+//! 1. `S = scale · Q_tile K_tileᵀ` (faer GEMM, `Par::Seq`), masked per row under causality;
+//! 2. per row, the running maximum `m` (|score| for polynomials, score for softmax) is updated; when
+//!    it grows, the row's accumulators are rescaled by `(m_old/m_new)^β` or `e^(m_old − m_new)`;
+//! 3. `W = (S/m)^β` or `e^(S − m)` in place (pulp SIMD), with row sums;
+//! 4. `O_tile += W V_tile` (faer GEMM accumulating straight into the output rows).
+//!
+//! Memory beyond inputs and output is one `tq × tk` score tile per task: never `n_q × n_k`.
+//! Results do not depend on the thread count: tiles are fixed by the problem shape alone.
+//!
+//! Small problems (`n_k ≤ SMALL_KEYS`) take all keys as a single tile, i.e. the scores of a query
+//! tile are materialized and no rescaling happens — chosen automatically.
+
+use crate::config::{AttentionConfig, Kernel, Mask, Threads};
+use crate::element::Element;
+use crate::error::{Error, Result, RowPosition};
+use crate::gemm::{gemm_abt, gemm_add_ab};
+use crate::kernels::{abs_max, exp_in_place, power_in_place, row_max, powi, scale_in_place};
+use crate::layernorm::layernorm_rows;
+use crate::normalize::{RowTotals, finalize_row};
+use crate::tensor::{Tensor, TensorRef};
+use crate::validate::{Dims, check_inputs};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::sync::Mutex;
+
+/// Query rows per task.
+pub const QUERY_TILE: usize = 64;
+/// Keys per tile.
+pub const KEY_TILE: usize = 512;
+/// Up to this many keys, all keys form one tile.
+pub const SMALL_KEYS: usize = 768;
+
+/// Exact attention `softmax/polynomial(scale · Q Kᵀ) V` with the normalization of `cfg`.
+///
+/// `q` is `[batch, heads, n_q, d]`, `k` is `[batch, heads, n_k, d]`, `v` is `[batch, heads, n_k,
+/// d_v]`; the result is `[batch, heads, n_q, d_v]`.
+///
+/// # Errors
+/// Every bad input is an [`Error`]: invalid configuration, shape mismatches, empty axes, non-finite
+/// inputs, zero or ill-conditioned `Sum` normalizers, and overflow (see [`crate::Normalization`]).
+/// When several rows fail, the first in (batch, head, row) order is reported.
+///
+/// # Example
+/// ```
+/// use poly_core::{attention, AttentionConfig, Mask, Tensor};
+/// let q = Tensor::from_vec([1, 1, 2, 2], vec![1.0f32, 0.0, 0.0, 1.0])?;
+/// let v = Tensor::from_vec([1, 1, 2, 1], vec![10.0f32, 20.0])?;
+/// let out = attention(q.view(), q.view(), v.view(), &AttentionConfig::polynomial(2).with_mask(Mask::Causal))?;
+/// assert_eq!(out.as_slice(), &[10.0, 20.0]);
+/// # Ok::<(), poly_core::Error>(())
+/// ```
+pub fn attention<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+) -> Result<Tensor<T>> {
+    let dims = check_inputs(&q, &k, &v, cfg)?;
+    let mut out = Tensor::zeros(dims.output_shape())?;
+    run_with_threads(cfg.threads, || {
+        attend_validated(q, k, v, cfg, dims, out.as_mut_slice())
+    })??;
+    Ok(out)
+}
+
+/// Runs `f` on the configured number of threads.
+///
+/// # Errors
+/// If rayon cannot create the pool.
+pub fn run_with_threads<R: Send>(threads: Threads, f: impl FnOnce() -> R + Send) -> Result<R> {
+    match threads {
+        Threads::Global => Ok(f()),
+        Threads::Exact(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.get())
+            .build()
+            .map(|pool| pool.install(f))
+            .map_err(|e| Error::InvalidParameter {
+                name: "threads",
+                value: format!("{n} ({e})"),
+                expected: "a thread count the system can start",
+            }),
+    }
+}
+
+/// Tile sizes for one problem (a function of the shape only, so results are thread-independent).
+#[derive(Clone, Copy, Debug)]
+struct TilePlan {
+    query: usize,
+    key: usize,
+}
+
+impl TilePlan {
+    fn for_dims(dims: &Dims) -> Self {
+        TilePlan {
+            query: QUERY_TILE.min(dims.n_q),
+            key: if dims.n_k <= SMALL_KEYS {
+                dims.n_k
+            } else {
+                KEY_TILE
+            },
+        }
+    }
+}
+
+/// One head's inputs, LayerNormed if requested.
+struct HeadInputs<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+}
+
+/// Per-task scratch, reused across the tasks a rayon worker runs.
+struct Scratch<T> {
+    scores: Vec<T>,
+    max: Vec<T>,
+    sum: Vec<T>,
+    abs_sum: Vec<T>,
+}
+
+impl<T: Element> Scratch<T> {
+    fn new(plan: TilePlan) -> Self {
+        Scratch {
+            scores: vec![T::ZERO; plan.query * plan.key],
+            max: vec![T::ZERO; plan.query],
+            sum: vec![T::ZERO; plan.query],
+            abs_sum: vec![T::ZERO; plan.query],
+        }
+    }
+}
+
+fn attend_validated<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    dims: Dims,
+    out: &mut [T],
+) -> Result<()> {
+    let (q_data, k_data): (Cow<[T]>, Cow<[T]>) = if cfg.layernorm {
+        (
+            Cow::Owned(layernorm_rows(q.as_slice(), dims.d)),
+            Cow::Owned(layernorm_rows(k.as_slice(), dims.d)),
+        )
+    } else {
+        (Cow::Borrowed(q.as_slice()), Cow::Borrowed(k.as_slice()))
+    };
+    let plan = TilePlan::for_dims(&dims);
+    let scale = T::from_f64(cfg.effective_scale(dims.d));
+    let q_head = dims.n_q * dims.d;
+    let k_head = dims.n_k * dims.d;
+    let v_head = dims.n_k * dims.d_v;
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    out.par_chunks_mut(dims.n_q * dims.d_v)
+        .enumerate()
+        .for_each(|(bh, head_out)| {
+            let inputs = HeadInputs {
+                q: &q_data[bh * q_head..(bh + 1) * q_head],
+                k: &k_data[bh * k_head..(bh + 1) * k_head],
+                v: &v.as_slice()[bh * v_head..(bh + 1) * v_head],
+            };
+            head_out
+                .par_chunks_mut(plan.query * dims.d_v)
+                .enumerate()
+                .for_each_init(
+                    || Scratch::new(plan),
+                    |scratch, (tile, tile_out)| {
+                        let first_row = tile * plan.query;
+                        let result = attend_query_tile(
+                            &inputs, cfg, &dims, plan, scale, first_row, tile_out, scratch,
+                        )
+                        .map_err(|mut e| {
+                            if let Some(at) = error_position(&mut e) {
+                                at.batch = bh / dims.heads;
+                                at.head = bh % dims.heads;
+                            }
+                            e
+                        });
+                        if let Err(e) = result {
+                            record_first_error(&first_error, e);
+                        }
+                    },
+                );
+        });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn error_position(e: &mut Error) -> Option<&mut RowPosition> {
+    match e {
+        Error::AllScoresZero { at }
+        | Error::IllConditionedNormalizer { at, .. }
+        | Error::NoVisibleKeys { at }
+        | Error::Overflow { at, .. } => Some(at),
+        _ => None,
+    }
+}
+
+/// Keeps the error of the first row in (batch, head, row) order, so reports are deterministic.
+fn record_first_error(slot: &Mutex<Option<Error>>, mut e: Error) {
+    let key = |e: &mut Error| error_position(e).map(|at| (at.batch, at.head, at.row));
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let replace = match guard.as_mut() {
+        None => true,
+        Some(old) => key(&mut e) < key(old),
+    };
+    if replace {
+        *guard = Some(e);
+    }
+}
+
+/// Attention for query rows `first_row ..` of one head; `out` holds exactly those output rows.
+#[allow(clippy::too_many_arguments)]
+fn attend_query_tile<T: Element>(
+    inputs: &HeadInputs<'_, T>,
+    cfg: &AttentionConfig,
+    dims: &Dims,
+    plan: TilePlan,
+    scale: T,
+    first_row: usize,
+    out: &mut [T],
+    scratch: &mut Scratch<T>,
+) -> Result<()> {
+    let Dims { d, d_v, .. } = *dims;
+    let rows = out.len() / d_v;
+    let q_tile = &inputs.q[first_row * d..(first_row + rows) * d];
+    let initial_max = match cfg.kernel {
+        Kernel::Polynomial { .. } => T::ZERO,
+        Kernel::Softmax => T::from_f64(f64::NEG_INFINITY),
+    };
+    scratch.max[..rows].fill(initial_max);
+    scratch.sum[..rows].fill(T::ZERO);
+    scratch.abs_sum[..rows].fill(T::ZERO);
+    let visible = |r: usize| dims.visible_keys(cfg.mask, first_row + r);
+    let key_end = visible(rows - 1);
+    let mut key_start = 0;
+    while key_start < key_end {
+        let cols = plan.key.min(key_end - key_start);
+        let scores = &mut scratch.scores[..rows * cols];
+        let k_tile = &inputs.k[key_start * d..(key_start + cols) * d];
+        gemm_abt(scores, q_tile, k_tile, rows, cols, d, scale);
+        for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
+            let len = match cfg.mask {
+                Mask::None => cols,
+                Mask::Causal => visible(r).saturating_sub(key_start).min(cols),
+            };
+            let (vis, hidden) = row.split_at_mut(len);
+            hidden.fill(T::ZERO);
+            if vis.is_empty() {
+                continue;
+            }
+            let acc = &mut out[r * d_v..(r + 1) * d_v];
+            let (m, sum, abs_sum) = (
+                &mut scratch.max[r],
+                &mut scratch.sum[r],
+                &mut scratch.abs_sum[r],
+            );
+            match cfg.kernel {
+                Kernel::Polynomial { degree } => {
+                    update_polynomial_row(vis, degree, m, sum, abs_sum, acc)
+                }
+                Kernel::Softmax => update_softmax_row(vis, m, sum, acc),
+            }
+        }
+        let v_tile = &inputs.v[key_start * d_v..(key_start + cols) * d_v];
+        gemm_add_ab(out, scores, v_tile, rows, d_v, cols);
+        key_start += cols;
+    }
+    for (r, acc) in out.chunks_exact_mut(d_v).enumerate() {
+        let sum = scratch.sum[r].to_f64();
+        let totals = RowTotals {
+            max: scratch.max[r].to_f64(),
+            sum,
+            // Softmax weights are positive: their absolute sum is their sum.
+            abs_sum: match cfg.kernel {
+                Kernel::Polynomial { .. } => scratch.abs_sum[r].to_f64(),
+                Kernel::Softmax => sum,
+            },
+        };
+        let at = RowPosition {
+            batch: 0,
+            head: 0,
+            row: first_row + r,
+        };
+        finalize_row(acc, totals, cfg.kernel, cfg.normalization, at)?;
+    }
+    Ok(())
+}
+
+/// Online step of polynomial attention for one row of one key tile (MATH.md §2.3).
+fn update_polynomial_row<T: Element>(
+    scores: &mut [T],
+    degree: u32,
+    m: &mut T,
+    sum: &mut T,
+    abs_sum: &mut T,
+    acc: &mut [T],
+) {
+    let tile_max = abs_max(scores);
+    if tile_max > *m {
+        if *m > T::ZERO {
+            // Exact for integer degrees; underflows to 0 only when the old terms are negligible.
+            let factor = powi(*m / tile_max, degree);
+            scale_in_place(acc, factor);
+            *sum *= factor;
+            *abs_sum *= factor;
+        }
+        *m = tile_max;
+    }
+    let inv = if *m > T::ZERO { T::ONE / *m } else { T::ONE };
+    let sums = if inv.to_f64().is_finite() {
+        power_in_place(scores, inv, degree)
+    } else {
+        // `m` is subnormal: 1/m overflows, so divide instead (a rare, slow path).
+        let m = *m;
+        scores.iter_mut().for_each(|x| *x = *x / m);
+        power_in_place(scores, T::ONE, degree)
+    };
+    *sum += sums.sum;
+    *abs_sum += sums.abs_sum;
+}
+
+/// Online step of softmax attention for one row of one key tile (MATH.md §2.4).
+fn update_softmax_row<T: Element>(scores: &mut [T], m: &mut T, sum: &mut T, acc: &mut [T]) {
+    let tile_max = row_max(scores);
+    if tile_max > *m {
+        if m.to_f64() > f64::NEG_INFINITY {
+            let factor = T::from_f64((m.to_f64() - tile_max.to_f64()).exp());
+            scale_in_place(acc, factor);
+            *sum *= factor;
+        }
+        *m = tile_max;
+    }
+    *sum += exp_in_place(scores, *m);
+}

@@ -1,0 +1,29 @@
+//! The two GEMM shapes of the engine, as faer views around row-major slices (sequential: the
+//! engine parallelizes across tiles, never inside a GEMM).
+
+use crate::element::Element;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// `dst (m×n) = alpha · a (m×k) · bᵀ` where `b` is `n×k`: scores of a query tile against a key tile.
+pub fn gemm_abt<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize, alpha: T) {
+    faer::linalg::matmul::matmul(
+        MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+        Accum::Replace,
+        MatRef::from_row_major_slice(&a[..m * k], m, k),
+        MatRef::from_row_major_slice(&b[..n * k], n, k).transpose(),
+        alpha,
+        Par::Seq,
+    );
+}
+
+/// `dst (m×n) += a (m×k) · b (k×n)`: weights of a tile times its values.
+pub fn gemm_add_ab<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize) {
+    faer::linalg::matmul::matmul(
+        MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+        Accum::Add,
+        MatRef::from_row_major_slice(&a[..m * k], m, k),
+        MatRef::from_row_major_slice(&b[..k * n], k, n),
+        T::ONE,
+        Par::Seq,
+    );
+}

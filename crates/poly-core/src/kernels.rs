@@ -1,0 +1,404 @@
+//! Element-wise SIMD kernels of the streaming engine. Each `pub` function dispatches once with
+//! pulp (AVX-512 where available) and loops over whole registers, with masked tails.
+//!
+//! NaN handling: a row maximum may skip a NaN, but the power and exp passes propagate it into the
+//! weights and row sums, so a score that overflowed always reaches the output, where the engine
+//! reports it as an error instead of returning it.
+
+use crate::element::Element;
+use crate::simd::{SimdFloat, exp};
+use pulp::{Arch, Simd, WithSimd};
+
+/// Largest `|x|` of a row (0 for an empty row).
+pub fn abs_max<T: Element>(row: &[T]) -> T {
+    struct Op<'a, T>(&'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = T;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> T {
+            reduce_pairs::<S, T>(s, self.0, T::ZERO, |a, x| T::v_max(s, a, T::v_abs(s, x)), |v| {
+                T::v_reduce_max(s, v)
+            })
+        }
+    }
+    Arch::new().dispatch(Op(row))
+}
+
+/// Largest `x` of a non-empty row.
+pub fn row_max<T: Element>(row: &[T]) -> T {
+    struct Op<'a, T>(&'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = T;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> T {
+            // The first element seeds every lane, so zero-filled tail lanes cannot win.
+            let seed = self.0[0];
+            let (head, tail) = T::v_as_simd::<S>(self.0);
+            let mut acc = T::v_splat(s, seed);
+            for &x in head {
+                acc = T::v_max(s, acc, x);
+            }
+            let mut best = T::v_reduce_max(s, acc);
+            for &x in tail {
+                if !(x <= best) {
+                    best = x;
+                }
+            }
+            best
+        }
+    }
+    Arch::new().dispatch(Op(row))
+}
+
+/// Folds a row two registers at a time (two accumulators hide the latency of the fold), the tail
+/// through a zero-padded partial load; `finish` reduces one register to a scalar.
+#[inline(always)]
+fn reduce_pairs<S: Simd, T: Element>(
+    s: S,
+    row: &[T],
+    init: T,
+    fold: impl Fn(T::Lanes<S>, T::Lanes<S>) -> T::Lanes<S>,
+    finish: impl Fn(T::Lanes<S>) -> T,
+) -> T {
+    let (head, tail) = T::v_as_simd::<S>(row);
+    let mut a0 = T::v_splat(s, init);
+    let mut a1 = a0;
+    let mut pairs = head.chunks_exact(2);
+    for pair in &mut pairs {
+        a0 = fold(a0, pair[0]);
+        a1 = fold(a1, pair[1]);
+    }
+    for &x in pairs.remainder() {
+        a0 = fold(a0, x);
+    }
+    if !tail.is_empty() {
+        a1 = fold(a1, T::v_partial_load(s, tail));
+    }
+    // Combine the two accumulators with the same fold so that max and sum both work.
+    finish(fold(a0, a1))
+}
+
+/// `x^degree` by binary exponentiation; fully unrolled when `degree` is a constant.
+#[inline(always)]
+fn pow<S: Simd, T: SimdFloat>(s: S, x: T::Lanes<S>, degree: u32) -> T::Lanes<S> {
+    let mut base = x;
+    let mut e = degree;
+    while e & 1 == 0 {
+        base = T::v_mul(s, base, base);
+        e >>= 1;
+    }
+    let mut result = base;
+    e >>= 1;
+    while e != 0 {
+        base = T::v_mul(s, base, base);
+        if e & 1 == 1 {
+            result = T::v_mul(s, result, base);
+        }
+        e >>= 1;
+    }
+    result
+}
+
+/// `x^degree` for a scalar, by the same binary exponentiation (exact for integer degrees up to
+/// rounding of each product).
+pub fn powi<T: Element>(x: T, degree: u32) -> T {
+    let mut base = x;
+    let mut result = T::ONE;
+    let mut e = degree;
+    while e != 0 {
+        if e & 1 == 1 {
+            result *= base;
+        }
+        base *= base;
+        e >>= 1;
+    }
+    result
+}
+
+/// Sums produced by [`power_in_place`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WeightSums<T> {
+    /// `Σ w`.
+    pub sum: T,
+    /// `Σ |w|` (equal to `sum` for even degrees, where it is not computed separately).
+    pub abs_sum: T,
+}
+
+/// Replaces each `x` of `row` by `w = (x · inv_max)^degree` and returns `Σ w` and `Σ |w|`.
+///
+/// With `inv_max = 1 / max|x|` every weight lies in `[−1, 1]`, so no degree can overflow.
+pub fn power_in_place<T: Element>(row: &mut [T], inv_max: T, degree: u32) -> WeightSums<T> {
+    struct Op<'a, T> {
+        row: &'a mut [T],
+        inv: T,
+        degree: u32,
+    }
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = WeightSums<T>;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> WeightSums<T> {
+            let Op { row, inv, degree } = self;
+            // Constant degrees get a fully unrolled power; the rest share one generic loop.
+            match degree {
+                1 => power_sums::<S, T, false>(s, row, inv, |x| x),
+                2 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 2)),
+                3 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 3)),
+                4 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 4)),
+                5 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 5)),
+                6 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 6)),
+                7 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 7)),
+                8 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 8)),
+                d if d % 2 == 0 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, d)),
+                d => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, d)),
+            }
+        }
+    }
+    Arch::new().dispatch(Op {
+        row,
+        inv: inv_max,
+        degree,
+    })
+}
+
+/// The loop of [`power_in_place`]; `EVEN` skips the `Σ |w|` accumulation (weights are ≥ 0).
+#[inline(always)]
+fn power_sums<S: Simd, T: Element, const EVEN: bool>(
+    s: S,
+    row: &mut [T],
+    inv: T,
+    power: impl Fn(T::Lanes<S>) -> T::Lanes<S>,
+) -> WeightSums<T> {
+    let inv = T::v_splat(s, inv);
+    let zero = T::v_splat(s, T::ZERO);
+    let (mut sum0, mut sum1, mut abs0, mut abs1) = (zero, zero, zero, zero);
+    let (head, tail) = T::v_as_mut_simd::<S>(row);
+    let mut pairs = head.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let w0 = power(T::v_mul(s, pair[0], inv));
+        let w1 = power(T::v_mul(s, pair[1], inv));
+        pair[0] = w0;
+        pair[1] = w1;
+        sum0 = T::v_add(s, sum0, w0);
+        sum1 = T::v_add(s, sum1, w1);
+        if !EVEN {
+            abs0 = T::v_add(s, abs0, T::v_abs(s, w0));
+            abs1 = T::v_add(s, abs1, T::v_abs(s, w1));
+        }
+    }
+    for x in pairs.into_remainder() {
+        let w = power(T::v_mul(s, *x, inv));
+        *x = w;
+        sum0 = T::v_add(s, sum0, w);
+        if !EVEN {
+            abs0 = T::v_add(s, abs0, T::v_abs(s, w));
+        }
+    }
+    if !tail.is_empty() {
+        // Zero-padded lanes give 0^degree = 0, which adds nothing.
+        let w = power(T::v_mul(s, T::v_partial_load(s, tail), inv));
+        T::v_partial_store(s, tail, w);
+        sum1 = T::v_add(s, sum1, w);
+        if !EVEN {
+            abs1 = T::v_add(s, abs1, T::v_abs(s, w));
+        }
+    }
+    let sum = T::v_reduce_sum(s, T::v_add(s, sum0, sum1));
+    let abs_sum = if EVEN {
+        sum
+    } else {
+        T::v_reduce_sum(s, T::v_add(s, abs0, abs1))
+    };
+    WeightSums { sum, abs_sum }
+}
+
+/// Replaces each `x` of `row` by `exp(x − shift)` and returns the sum (`shift` ≥ every `x`).
+pub fn exp_in_place<T: Element>(row: &mut [T], shift: T) -> T {
+    struct Op<'a, T> {
+        row: &'a mut [T],
+        shift: T,
+    }
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = T;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> T {
+            let shift = T::v_splat(s, self.shift);
+            let zero = T::v_splat(s, T::ZERO);
+            let (mut sum0, mut sum1) = (zero, zero);
+            let (head, tail) = T::v_as_mut_simd::<S>(self.row);
+            let mut pairs = head.chunks_exact_mut(2);
+            for pair in &mut pairs {
+                let w0 = exp::<S, T>(s, T::v_sub(s, pair[0], shift));
+                let w1 = exp::<S, T>(s, T::v_sub(s, pair[1], shift));
+                pair[0] = w0;
+                pair[1] = w1;
+                sum0 = T::v_add(s, sum0, w0);
+                sum1 = T::v_add(s, sum1, w1);
+            }
+            for x in pairs.into_remainder() {
+                let w = exp::<S, T>(s, T::v_sub(s, *x, shift));
+                *x = w;
+                sum0 = T::v_add(s, sum0, w);
+            }
+            let mut sum = T::v_reduce_sum(s, T::v_add(s, sum0, sum1));
+            // The tail is scalar: padded lanes would contribute exp(0 − shift) ≠ 0.
+            for x in tail {
+                let w = T::from_f64((x.to_f64() - self.shift.to_f64()).exp());
+                *x = w;
+                sum += w;
+            }
+            sum
+        }
+    }
+    Arch::new().dispatch(Op { row, shift })
+}
+
+/// Multiplies every element of `row` by `factor`.
+pub fn scale_in_place<T: Element>(row: &mut [T], factor: T) {
+    struct Op<'a, T>(&'a mut [T], T);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let f = T::v_splat(s, self.1);
+            let (head, tail) = T::v_as_mut_simd::<S>(self.0);
+            for x in head {
+                *x = T::v_mul(s, *x, f);
+            }
+            for x in tail {
+                *x *= self.1;
+            }
+        }
+    }
+    Arch::new().dispatch(Op(row, factor))
+}
+
+/// Index of the first NaN or infinity in `data`, if any.
+///
+/// Scans blocks with `Σ x·0`, which is NaN exactly when the block holds a non-finite value, and
+/// only searches a block element by element when it does.
+pub fn first_non_finite<T: Element>(data: &[T]) -> Option<usize> {
+    struct Op<'a, T>(&'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = bool;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> bool {
+            let zero = T::v_splat(s, T::ZERO);
+            let probe = reduce_pairs::<S, T>(s, self.0, T::ZERO, |a, x| T::v_mul_add(s, x, zero, a), |v| {
+                T::v_reduce_sum(s, v)
+            });
+            probe == T::ZERO
+        }
+    }
+    const BLOCK: usize = 4096;
+    data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+        if Arch::new().dispatch(Op(block)) {
+            None
+        } else {
+            block
+                .iter()
+                .position(|x| !x.to_f64().is_finite())
+                .map(|i| b * BLOCK + i)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: u64, n: usize) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn power_matches_powi_for_every_length_and_degree() {
+        for len in [0, 1, 3, 15, 16, 17, 31, 32, 33, 100] {
+            for degree in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 33, 64] {
+                let x = lcg(len as u64 * 31 + degree as u64, len);
+                let mut row = x.clone();
+                let sums = power_in_place(&mut row, 0.5, degree);
+                let mut sum = 0.0;
+                let mut abs_sum = 0.0;
+                for (w, x) in row.iter().zip(&x) {
+                    let expected = (x * 0.5).powi(degree as i32);
+                    assert!((w - expected).abs() <= 1e-15 * expected.abs().max(1e-300));
+                    sum += expected;
+                    abs_sum += expected.abs();
+                }
+                assert!((sums.sum - sum).abs() <= 1e-13, "len {len} degree {degree}");
+                assert!((sums.abs_sum - abs_sum).abs() <= 1e-13);
+            }
+        }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_in_f32_and_tight_in_f64() {
+        let mut worst_ulp = 0.0f64;
+        let xs: Vec<f32> = (0..20000).map(|i| -(i as f32) * 0.0044).collect();
+        let mut row = xs.clone();
+        exp_in_place(&mut row, 0.0f32);
+        for (&x, &y) in xs.iter().zip(&row) {
+            let exact = (x as f64).exp();
+            if exact < f32::MIN_POSITIVE as f64 {
+                continue;
+            }
+            let ulp = (exact as f32).abs() * f32::EPSILON;
+            worst_ulp = worst_ulp.max(((y as f64) - exact).abs() / ulp as f64);
+        }
+        assert!(worst_ulp <= 2.0, "worst f32 exp error {worst_ulp} ulp");
+
+        let xs: Vec<f64> = (0..20000).map(|i| -(i as f64) * 0.035).collect();
+        let mut row = xs.clone();
+        exp_in_place(&mut row, 0.0f64);
+        for (&x, &y) in xs.iter().zip(&row) {
+            let exact = x.exp();
+            if exact < f64::MIN_POSITIVE {
+                assert!(y < 1e-300);
+                continue;
+            }
+            assert!((y - exact).abs() <= 4.0 * f64::EPSILON * exact, "x = {x}");
+        }
+    }
+
+    #[test]
+    fn exp_flushes_far_negative_arguments_to_zero_and_propagates_nan() {
+        let mut row = vec![-1e4f32; 40];
+        row[3] = f32::NAN;
+        let sum = exp_in_place(&mut row, 0.0);
+        assert!(sum.is_nan());
+        assert_eq!(row[0], 0.0);
+        assert!(row[3].is_nan());
+    }
+
+    #[test]
+    fn maxima_and_scaling() {
+        for len in [1, 7, 16, 17, 50] {
+            let x = lcg(len as u64, len);
+            let expected_abs = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let expected_max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            assert_eq!(abs_max(&x), expected_abs);
+            assert_eq!(row_max(&x), expected_max);
+            let mut y = x.clone();
+            scale_in_place(&mut y, 3.0);
+            assert!(y.iter().zip(&x).all(|(a, b)| *a == 3.0 * b));
+        }
+        assert_eq!(abs_max::<f32>(&[]), 0.0);
+    }
+
+    #[test]
+    fn non_finite_scan_finds_the_first_bad_index() {
+        let mut x = vec![1.0f32; 10_000];
+        assert_eq!(first_non_finite(&x), None);
+        x[9_000] = f32::INFINITY;
+        x[5_123] = f32::NAN;
+        assert_eq!(first_non_finite(&x), Some(5_123));
+        let y = [0.0f64, f64::NEG_INFINITY];
+        assert_eq!(first_non_finite(&y), Some(1));
+    }
+}

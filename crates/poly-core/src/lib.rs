@@ -1,0 +1,55 @@
+//! # poly-core: exact polynomial and softmax attention
+//!
+//! Polynomial attention replaces `exp(q·k)` by `(q·k)^β`. This crate computes it exactly, for any
+//! integer degree β ≥ 1, and softmax attention, on row-major `[batch, heads, seq, dim]` tensors:
+//!
+//! * [`attention`]: the streaming tiled engine (faer GEMMs per tile, pulp SIMD for the power, exp,
+//!   maxima and sums, rayon over (batch, head, query tile)); no `n × n` memory; overflow-proof for
+//!   any degree because weights are evaluated relative to the running row maximum (MATH.md §2.3);
+//! * [`reference_attention`]: a plain f64 implementation, the oracle of the tests;
+//! * [`AttentionConfig`]: kernel, mask, normalization, scale, LayerNorm and thread count as data.
+//!
+//! Coming from NumPy: `attention(q, k, v, &AttentionConfig::polynomial(4))` is
+//! `w = (q @ k.T) ** 4; (w @ v) / w.sum(-1, keepdims=True)` per head, without the `n × n` `w`.
+//!
+//! Every bad input is an [`Error`] naming the tensor, index or row; nothing panics or returns NaN.
+
+mod config;
+mod element;
+mod engine;
+mod error;
+mod flops;
+mod gemm;
+pub mod kernels;
+mod layernorm;
+mod normalize;
+mod reference;
+pub mod simd;
+mod tensor;
+mod validate;
+
+pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
+pub use element::Element;
+pub use engine::{KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, run_with_threads};
+pub use error::{Error, Result, RowPosition, TensorName};
+pub use flops::{exact_attention_flops, visible_pairs};
+pub use layernorm::layernorm_rows;
+pub use reference::reference_attention;
+pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
+pub use validate::{Dims, check_inputs};
+
+/// The SIMD instruction set pulp selects on this machine (`"x86-64-v4 (AVX-512)"`, …), for records.
+pub fn simd_level() -> &'static str {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        match pulp::Arch::new() {
+            pulp::Arch::V4(_) => "x86-64-v4 (AVX-512)",
+            pulp::Arch::V3(_) => "x86-64-v3 (AVX2+FMA)",
+            _ => "scalar",
+        }
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        "portable"
+    }
+}

@@ -1,0 +1,131 @@
+//! The test oracle: plain, readable f64 attention that materializes every score row.
+//!
+//! Written independently of the streaming engine (its own LayerNorm, powers and normalization) so
+//! that a mistake in one is caught by the other. Only input validation is shared.
+
+use crate::config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization};
+use crate::element::Element;
+use crate::error::{Error, Result, RowPosition};
+use crate::tensor::{Tensor, TensorRef};
+use crate::validate::check_inputs;
+
+/// Exact attention in f64, row by row. The error decisions (zero or ill-conditioned normalizers)
+/// use `T`'s tolerance so that they match the engine's for the same input type.
+///
+/// # Errors
+/// The same conditions as [`crate::attention`].
+pub fn reference_attention<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+) -> Result<Tensor<f64>> {
+    let dims = check_inputs(&q, &k, &v, cfg)?;
+    let scale = cfg.effective_scale(dims.d);
+    let mut out = Vec::with_capacity(dims.batch_heads() * dims.n_q * dims.d_v);
+    for batch in 0..dims.batch {
+        for head in 0..dims.heads {
+            let qs = rows_f64(q.head(batch, head), dims.d, cfg.layernorm);
+            let ks = rows_f64(k.head(batch, head), dims.d, cfg.layernorm);
+            let vs = rows_f64(v.head(batch, head), dims.d_v, false);
+            for (i, qi) in qs.iter().enumerate() {
+                let visible = dims.visible_keys(cfg.mask, i);
+                debug_assert!(cfg.mask == Mask::Causal || visible == dims.n_k);
+                let scores: Vec<f64> = ks[..visible]
+                    .iter()
+                    .map(|kj| scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>())
+                    .collect();
+                let at = RowPosition { batch, head, row: i };
+                let row = reference_row::<T>(&scores, &vs[..visible], dims.d_v, cfg, at)?;
+                out.extend(row);
+            }
+        }
+    }
+    Tensor::from_vec(dims.output_shape(), out)
+}
+
+fn rows_f64<T: Element>(data: &[T], dim: usize, layernorm: bool) -> Vec<Vec<f64>> {
+    data.chunks_exact(dim)
+        .map(|row| {
+            let row: Vec<f64> = row.iter().map(|x| x.to_f64()).collect();
+            if !layernorm {
+                return row;
+            }
+            let mean = row.iter().sum::<f64>() / dim as f64;
+            let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / dim as f64;
+            row.iter()
+                .map(|x| (x - mean) / (var + LAYERNORM_EPS).sqrt())
+                .collect()
+        })
+        .collect()
+}
+
+/// One output row from its visible scores and values.
+fn reference_row<T: Element>(
+    scores: &[f64],
+    values: &[Vec<f64>],
+    d_v: usize,
+    cfg: &AttentionConfig,
+    at: RowPosition,
+) -> Result<Vec<f64>> {
+    // Weights relative to the largest one, w = factor · w', so nothing overflows.
+    let (weights, log_factor): (Vec<f64>, f64) = match cfg.kernel {
+        Kernel::Polynomial { degree } => {
+            let m = scores.iter().fold(0.0f64, |m, s| m.max(s.abs()));
+            let w = scores
+                .iter()
+                .map(|s| if m > 0.0 { (s / m).powf(degree as f64) } else { 0.0 })
+                .collect();
+            (w, degree as f64 * m.ln())
+        }
+        Kernel::Softmax => {
+            let m = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+            (scores.iter().map(|s| (s - m).exp()).collect(), m)
+        }
+    };
+    let mut numerator = vec![0.0; d_v];
+    for (w, value) in weights.iter().zip(values) {
+        for (acc, x) in numerator.iter_mut().zip(value) {
+            *acc += w * x;
+        }
+    }
+    let sum: f64 = weights.iter().sum();
+    let abs_sum: f64 = weights.iter().map(|w| w.abs()).sum();
+    let divide_by = |den: f64, magnitude: f64| -> Result<Vec<f64>> {
+        if magnitude == 0.0 {
+            return Err(Error::AllScoresZero { at });
+        }
+        let tolerance = T::NORMALIZER_TOLERANCE;
+        if den.abs() <= tolerance * magnitude {
+            return Err(Error::IllConditionedNormalizer {
+                at,
+                ratio: den.abs() / magnitude,
+                tolerance,
+            });
+        }
+        Ok(numerator.iter().map(|x| x / den).collect())
+    };
+    match cfg.normalization {
+        Normalization::Sum => divide_by(sum, abs_sum),
+        Normalization::OnePlusSum(c) => {
+            let bias = if c == 0.0 { 0.0 } else { c * (-log_factor).exp() };
+            if bias.is_infinite() {
+                Ok(vec![0.0; d_v])
+            } else {
+                divide_by(sum + bias, abs_sum + bias)
+            }
+        }
+        Normalization::None => {
+            let factor = log_factor.exp();
+            let row: Vec<f64> = numerator.iter().map(|x| x * factor).collect();
+            if row.iter().all(|x| x.is_finite()) && T::from_f64(factor).to_f64().is_finite() {
+                Ok(row)
+            } else {
+                Err(Error::Overflow {
+                    at,
+                    what: "the un-normalized (None) output",
+                })
+            }
+        }
+    }
+}

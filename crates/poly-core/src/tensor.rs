@@ -1,0 +1,143 @@
+//! Row-major `[batch, heads, seq, dim]` tensors: an owned [`Tensor`] and a borrowed [`TensorRef`].
+//!
+//! The layout is NumPy/PyTorch's C order, so buffers from `.npy` files or other frameworks wrap
+//! without copying. faer matrices are only created as views around single GEMM calls.
+
+use crate::error::{AXIS_NAMES, Error, Result, TensorName};
+
+/// Shape `[batch, heads, seq, dim]`.
+pub type Shape = [usize; 4];
+
+/// Number of elements of a shape, or `None` on overflow.
+pub fn element_count(shape: Shape) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n))
+}
+
+fn check_len(tensor: TensorName, shape: Shape, len: usize) -> Result<()> {
+    let expected = element_count(shape).ok_or(Error::InvalidParameter {
+        name: "shape",
+        value: format!("{shape:?}"),
+        expected: "an element count that fits in usize",
+    })?;
+    if expected != len {
+        return Err(Error::BufferLength {
+            tensor,
+            expected,
+            found: len,
+        });
+    }
+    Ok(())
+}
+
+/// An owned row-major tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    shape: Shape,
+    data: Vec<T>,
+}
+
+/// A borrowed row-major tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a, T> {
+    shape: Shape,
+    data: &'a [T],
+}
+
+impl<T: Copy + Default> Tensor<T> {
+    /// A tensor of `T::default()` (zero for floats).
+    ///
+    /// # Errors
+    /// If the element count overflows `usize`.
+    pub fn zeros(shape: Shape) -> Result<Self> {
+        let len = element_count(shape).ok_or(Error::InvalidParameter {
+            name: "shape",
+            value: format!("{shape:?}"),
+            expected: "an element count that fits in usize",
+        })?;
+        Ok(Tensor {
+            shape,
+            data: vec![T::default(); len],
+        })
+    }
+}
+
+impl<T> Tensor<T> {
+    /// Wraps a row-major buffer.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] if `data.len()` is not the product of `shape`.
+    pub fn from_vec(shape: Shape, data: Vec<T>) -> Result<Self> {
+        check_len(TensorName::Output, shape, data.len())?;
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+    pub fn view(&self) -> TensorRef<'_, T> {
+        TensorRef {
+            shape: self.shape,
+            data: &self.data,
+        }
+    }
+    /// Converts every element, e.g. `f32` → `f64` for comparisons with the reference.
+    pub fn map<U>(&self, f: impl FnMut(&T) -> U) -> Tensor<U> {
+        Tensor {
+            shape: self.shape,
+            data: self.data.iter().map(f).collect(),
+        }
+    }
+}
+
+impl<'a, T> TensorRef<'a, T> {
+    /// Wraps a row-major slice; `name` is used in the error if the length is wrong.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] if `data.len()` is not the product of `shape`.
+    pub fn new(name: TensorName, shape: Shape, data: &'a [T]) -> Result<Self> {
+        check_len(name, shape, data.len())?;
+        Ok(TensorRef { shape, data })
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+    pub fn as_slice(&self) -> &'a [T] {
+        self.data
+    }
+    /// Rows of one (batch, head) pair as a `[seq, dim]` row-major slice.
+    pub fn head(&self, batch: usize, head: usize) -> &'a [T] {
+        let [_, heads, seq, dim] = self.shape;
+        let len = seq * dim;
+        let start = (batch * heads + head) * len;
+        &self.data[start..start + len]
+    }
+    /// The multi-index `[batch, head, seq, dim]` of a flat position.
+    pub fn unravel(&self, flat: usize) -> [usize; 4] {
+        unravel(self.shape, flat)
+    }
+}
+
+/// The multi-index of a flat row-major position in `shape`.
+pub fn unravel(shape: Shape, mut flat: usize) -> [usize; 4] {
+    let mut index = [0; 4];
+    for axis in (0..4).rev() {
+        index[axis] = flat % shape[axis].max(1);
+        flat /= shape[axis].max(1);
+    }
+    index
+}
+
+/// Display name of axis `axis` of a `[batch, heads, seq, dim]` tensor.
+pub fn axis_name(axis: usize) -> &'static str {
+    AXIS_NAMES[axis]
+}

@@ -1,0 +1,111 @@
+//! Up-front checks of the q, k, v tensors: shapes agree, nothing is empty, every value is finite.
+
+use crate::config::{AttentionConfig, Mask, Normalization};
+use crate::element::Element;
+use crate::error::{Error, Result, RowPosition, TensorName};
+use crate::kernels::first_non_finite;
+use crate::tensor::{TensorRef, axis_name};
+
+/// The dimensions of one attention problem, after validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub heads: usize,
+    /// Number of queries per head.
+    pub n_q: usize,
+    /// Number of keys (and values) per head.
+    pub n_k: usize,
+    /// Query/key head dimension.
+    pub d: usize,
+    /// Value head dimension.
+    pub d_v: usize,
+}
+
+impl Dims {
+    /// Shape of the output: q's leading dimensions and v's last.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.n_q, self.d_v]
+    }
+    /// Number of (batch, head) pairs.
+    pub fn batch_heads(&self) -> usize {
+        self.batch * self.heads
+    }
+    /// How many keys query `row` sees under `mask`.
+    pub fn visible_keys(&self, mask: Mask, row: usize) -> usize {
+        match mask {
+            Mask::None => self.n_k,
+            Mask::Causal => (row + self.n_k + 1).saturating_sub(self.n_q).min(self.n_k),
+        }
+    }
+}
+
+fn check_axis(tensor: TensorName, shape: [usize; 4], axis: usize, expected: usize) -> Result<()> {
+    if shape[axis] != expected {
+        return Err(Error::ShapeMismatch {
+            tensor,
+            axis: axis_name(axis),
+            expected,
+            found: shape[axis],
+        });
+    }
+    Ok(())
+}
+
+/// Checks the configuration and the tensors, and returns the problem's dimensions.
+///
+/// # Errors
+/// Invalid parameters, empty axes, disagreeing axes (k against q, v against k), non-finite values
+/// (first index reported), and causal masks under `Sum` where some query sees no key.
+pub fn check_inputs<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+) -> Result<Dims> {
+    cfg.validate()?;
+    let tensors = [(TensorName::Query, q), (TensorName::Key, k), (TensorName::Value, v)];
+    for (name, t) in tensors {
+        if let Some(axis) = t.shape().iter().position(|&n| n == 0) {
+            return Err(Error::EmptyDimension {
+                tensor: name,
+                axis: axis_name(axis),
+            });
+        }
+    }
+    let [batch, heads, n_q, d] = q.shape();
+    check_axis(TensorName::Key, k.shape(), 0, batch)?;
+    check_axis(TensorName::Key, k.shape(), 1, heads)?;
+    check_axis(TensorName::Key, k.shape(), 3, d)?;
+    let n_k = k.shape()[2];
+    check_axis(TensorName::Value, v.shape(), 0, batch)?;
+    check_axis(TensorName::Value, v.shape(), 1, heads)?;
+    check_axis(TensorName::Value, v.shape(), 2, n_k)?;
+    let d_v = v.shape()[3];
+    for (name, t) in tensors {
+        if let Some(flat) = first_non_finite(t.as_slice()) {
+            return Err(Error::NonFinite {
+                tensor: name,
+                index: t.unravel(flat),
+                value: t.as_slice()[flat].to_f64(),
+            });
+        }
+    }
+    let dims = Dims {
+        batch,
+        heads,
+        n_q,
+        n_k,
+        d,
+        d_v,
+    };
+    if cfg.normalization == Normalization::Sum && dims.visible_keys(cfg.mask, 0) == 0 {
+        return Err(Error::NoVisibleKeys {
+            at: RowPosition {
+                batch: 0,
+                head: 0,
+                row: 0,
+            },
+        });
+    }
+    Ok(dims)
+}

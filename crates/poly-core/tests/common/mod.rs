@@ -1,0 +1,56 @@
+//! Helpers shared by the poly-core integration tests.
+#![allow(dead_code)]
+
+use poly_core::{Element, Shape, Tensor};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// How test inputs are drawn.
+#[derive(Clone, Copy, Debug)]
+pub enum Data {
+    /// Uniform in [−1, 1]: signed scores.
+    Signed,
+    /// Uniform in [0.1, 1]: every score positive, so odd degrees have well-posed normalizers.
+    Positive,
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+pub fn random_tensor<T: Element>(rng: &mut StdRng, shape: Shape, data: Data) -> Tensor<T> {
+    let len = shape.iter().product();
+    let values = (0..len)
+        .map(|_| {
+            let x: f64 = match data {
+                Data::Signed => rng.random_range(-1.0..1.0),
+                Data::Positive => rng.random_range(0.1..1.0),
+            };
+            T::from_f64(x)
+        })
+        .collect();
+    Tensor::from_vec(shape, values).unwrap()
+}
+
+/// Largest |a − b| divided by the largest |b|, where `b` (an f64 reference) is first rounded to
+/// `T`: values `T` cannot represent (1e-64 in f32) are not an error of the engine. Differences
+/// below `T`'s smallest normal number count as zero.
+pub fn relative_error<T: Element>(a: &Tensor<T>, b: &Tensor<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let rounded: Vec<f64> = b.as_slice().iter().map(|&y| T::from_f64(y).to_f64()).collect();
+    let tiny = if T::NAME == "f32" { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
+    let scale = rounded.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(tiny);
+    let diff = a
+        .as_slice()
+        .iter()
+        .zip(&rounded)
+        .map(|(x, y)| (x.to_f64() - y).abs())
+        .filter(|d| *d >= tiny)
+        .fold(0.0f64, f64::max);
+    diff / scale
+}
+
+/// Bitwise equality of two float tensors (so that -0.0 ≠ 0.0 and NaN == NaN by bits).
+pub fn bits_equal<T: Element>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits())
+}
