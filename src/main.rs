@@ -1,1 +1,20 @@
-fn main(){}
+//! The `polyattn` command: attention on your own `.npy` / `.safetensors` tensors.
+//!
+//! Exit codes: 0 success, 2 bad input or usage (one line `error: ...` on stderr), 1 internal failure.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    // A panic is an internal failure: one line, exit code 1, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal failure: {info}");
+        std::process::exit(1);
+    }));
+    let args = cli::Cli::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,1 +1,15 @@
+//! # poly-data: tensors in and out of files
+//!
+//! Reads attention inputs from `.npy` (float32/float64, C or Fortran order) and `.safetensors`
+//! files, converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
+//! `.npy`. Every failure names the file and what is wrong with it.
 
+mod error;
+mod loaded;
+mod npy;
+mod safetensors_io;
+
+pub use error::{DataError, Result};
+pub use loaded::{LoadedTensor, TensorData};
+pub use npy::{read_npy, write_npy, write_npy_fortran};
+pub use safetensors_io::{read_safetensors, write_safetensors_f32};

@@ -1,0 +1,177 @@
+//! Exact properties of the engine: thread-count independence, causal no-leak, scale invariance of
+//! `Sum`, the even-degree/softmax identity, and the golden vectors of the KMZ23 JAX code.
+
+mod common;
+
+use common::{Data, bits_equal, random_tensor, relative_error, rng};
+use poly_core::{
+    AttentionConfig, Kernel, Mask, Normalization, Tensor, Threads, attention, reference_attention,
+};
+use std::num::NonZeroUsize;
+
+fn threads(n: usize) -> Threads {
+    Threads::Exact(NonZeroUsize::new(n).unwrap())
+}
+
+fn configs() -> Vec<AttentionConfig> {
+    let mut out = Vec::new();
+    for mask in [Mask::None, Mask::Causal] {
+        out.push(AttentionConfig::polynomial(4).with_mask(mask));
+        out.push(
+            AttentionConfig::polynomial(2)
+                .with_mask(mask)
+                .with_normalization(Normalization::OnePlusSum(1.0))
+                .with_layernorm(true),
+        );
+        out.push(AttentionConfig::softmax().with_mask(mask));
+    }
+    out
+}
+
+#[test]
+fn results_are_bit_identical_across_thread_counts() {
+    let mut r = rng(11);
+    // 3 heads × 1300 queries: many tasks, several key tiles, ragged last tiles.
+    let q = random_tensor::<f32>(&mut r, [1, 3, 1300, 24], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 3, 1300, 24], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 3, 1300, 10], Data::Signed);
+    for cfg in configs() {
+        let one = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(1))).unwrap();
+        for n in [2, 3] {
+            let many = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(n))).unwrap();
+            assert!(bits_equal(one.as_slice(), many.as_slice()), "{cfg:?} with {n} threads");
+        }
+    }
+}
+
+/// Replaces everything after position `from` of a `[1, 1, n, dim]` tensor with fresh values.
+fn perturb_future(t: &Tensor<f32>, from: usize, seed: u64) -> Tensor<f32> {
+    let [_, _, n, dim] = t.shape();
+    let fresh = random_tensor::<f32>(&mut rng(seed), t.shape(), Data::Signed);
+    let mut data = t.as_slice().to_vec();
+    data[(from + 1) * dim..n * dim].copy_from_slice(&fresh.as_slice()[(from + 1) * dim..]);
+    Tensor::from_vec(t.shape(), data).unwrap()
+}
+
+#[test]
+fn causal_outputs_do_not_see_future_tokens() {
+    let mut r = rng(12);
+    let n = 1100;
+    let q = random_tensor::<f32>(&mut r, [1, 1, n, 16], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 1, n, 16], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 1, n, 8], Data::Signed);
+    for cfg in configs().into_iter().filter(|c| c.mask == Mask::Causal) {
+        let base = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        for (i, position) in [0usize, 63, 64, 511, 700, n - 2].into_iter().enumerate() {
+            let k2 = perturb_future(&k, position, 100 + i as u64);
+            let v2 = perturb_future(&v, position, 200 + i as u64);
+            let q2 = perturb_future(&q, position, 300 + i as u64);
+            let out = attention(q2.view(), k2.view(), v2.view(), &cfg).unwrap();
+            let prefix = (position + 1) * 8;
+            assert!(
+                bits_equal(&base.as_slice()[..prefix], &out.as_slice()[..prefix]),
+                "{cfg:?}: output up to {position} changed"
+            );
+        }
+    }
+}
+
+#[test]
+fn sum_normalization_is_scale_invariant_and_others_are_not() {
+    let mut r = rng(13);
+    let q = random_tensor::<f64>(&mut r, [2, 2, 40, 6], Data::Signed);
+    let k = random_tensor::<f64>(&mut r, [2, 2, 50, 6], Data::Signed);
+    let v = random_tensor::<f64>(&mut r, [2, 2, 50, 3], Data::Signed);
+    for degree in [2, 4, 9] {
+        let cfg = AttentionConfig::polynomial(degree);
+        let data = if degree % 2 == 1 { Data::Positive } else { Data::Signed };
+        let (q, k) = match data {
+            Data::Signed => (q.clone(), k.clone()),
+            Data::Positive => (
+                random_tensor::<f64>(&mut r, [2, 2, 40, 6], data),
+                random_tensor::<f64>(&mut r, [2, 2, 50, 6], data),
+            ),
+        };
+        let base = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        for scale in [1e-3, 17.0, -3.0] {
+            let scaled = attention(q.view(), k.view(), v.view(), &cfg.with_scale(scale)).unwrap();
+            assert!(relative_error(&scaled, &base) < 1e-12, "degree {degree} scale {scale}");
+        }
+        let bias = cfg.with_normalization(Normalization::OnePlusSum(1.0));
+        let a = attention(q.view(), k.view(), v.view(), &bias).unwrap();
+        let b = attention(q.view(), k.view(), v.view(), &bias.with_scale(0.5)).unwrap();
+        assert!(relative_error(&a, &b) > 1e-3, "OnePlusSum must depend on the scale");
+    }
+}
+
+#[test]
+fn even_degree_sum_equals_softmax_of_degree_times_log_magnitude() {
+    // MATH.md §2.1: Sum attention of even degree β = softmax over β·ln|s|.
+    let mut r = rng(14);
+    let q = random_tensor::<f64>(&mut r, [1, 1, 30, 5], Data::Signed);
+    let k = random_tensor::<f64>(&mut r, [1, 1, 30, 5], Data::Signed);
+    let v = random_tensor::<f64>(&mut r, [1, 1, 30, 4], Data::Signed);
+    let beta = 6;
+    let out = attention(q.view(), k.view(), v.view(), &AttentionConfig::polynomial(beta)).unwrap();
+    for i in 0..30 {
+        let qi = &q.as_slice()[i * 5..(i + 1) * 5];
+        let logits: Vec<f64> = (0..30)
+            .map(|j| {
+                let s: f64 = qi.iter().zip(&k.as_slice()[j * 5..(j + 1) * 5]).map(|(a, b)| a * b).sum();
+                beta as f64 * s.abs().ln()
+            })
+            .collect();
+        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
+        let total: f64 = w.iter().sum();
+        for c in 0..4 {
+            let expected: f64 =
+                (0..30).map(|j| w[j] * v.as_slice()[j * 4 + c]).sum::<f64>() / total;
+            assert!((out.as_slice()[i * 4 + c] - expected).abs() < 1e-12);
+        }
+    }
+}
+
+fn json_tensor(value: &serde_json::Value) -> Vec<f64> {
+    let mut out = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Array(items) => items.iter().for_each(|x| walk(x, out)),
+            x => out.push(x.as_f64().expect("number")),
+        }
+    }
+    walk(value, &mut out);
+    out
+}
+
+#[test]
+fn golden_vectors_of_the_kmz23_jax_implementation() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden/kmz23_polynomial_attention.json");
+    let text = std::fs::read_to_string(path).expect("golden file ../shared/golden/kmz23_polynomial_attention.json");
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let degree = golden["degree"].as_u64().unwrap() as u32;
+    let bias = golden["normalization_bias"].as_f64().unwrap();
+    let rtol = golden["rtol"].as_f64().unwrap();
+    let atol = golden["atol"].as_f64().unwrap();
+    // [batch = 2, seq = 3, head_dim = 3] → [batch, heads = 1, seq, dim].
+    let tensor = |key: &str| Tensor::from_vec([2, 1, 3, 3], json_tensor(&golden[key])).unwrap();
+    let (q, k, v) = (tensor("query"), tensor("key"), tensor("value"));
+    for (mask, key) in [(Mask::Causal, "expected_causal"), (Mask::None, "expected_non_causal")] {
+        let expected = json_tensor(&golden[key]);
+        let cfg = AttentionConfig::polynomial(degree)
+            .with_mask(mask)
+            .with_normalization(Normalization::OnePlusSum(bias));
+        assert_eq!(cfg.kernel, Kernel::Polynomial { degree: 4 });
+        let f64_out = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        let q32 = q.map(|&x| x as f32);
+        let k32 = k.map(|&x| x as f32);
+        let v32 = v.map(|&x| x as f32);
+        let f32_out = attention(q32.view(), k32.view(), v32.view(), &cfg).unwrap();
+        let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        for (i, &e) in expected.iter().enumerate() {
+            for got in [f64_out.as_slice()[i], f32_out.as_slice()[i] as f64, reference.as_slice()[i]] {
+                assert!((got - e).abs() <= atol + rtol * e.abs(), "{key}[{i}]: {got} vs {e}");
+            }
+        }
+    }
+}

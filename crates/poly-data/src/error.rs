@@ -1,0 +1,59 @@
+//! Errors of reading and writing tensor files: each names the file and what is wrong with it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum DataError {
+    /// The file could not be opened, read or written.
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file is not a valid `.npy`/`.safetensors` file (corrupt header, truncated data, …).
+    Format { path: PathBuf, reason: String },
+    /// The element type is not f32 or f64.
+    UnsupportedDType { path: PathBuf, dtype: String },
+    /// The tensor has a rank attention cannot use.
+    BadRank { path: PathBuf, shape: Vec<usize> },
+    /// A `.safetensors` file lacks a required tensor.
+    MissingTensor { path: PathBuf, name: String, found: Vec<String> },
+    /// A data-set or generator parameter is out of its domain.
+    InvalidParameter { name: &'static str, value: String, expected: &'static str },
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DataError::Format { path, reason } => write!(f, "{}: {reason}", path.display()),
+            DataError::UnsupportedDType { path, dtype } => write!(
+                f,
+                "{}: element type {dtype} is not supported (expected float32 or float64)",
+                path.display()
+            ),
+            DataError::BadRank { path, shape } => write!(
+                f,
+                "{}: shape {shape:?} has rank {}, expected [n, d], [h, n, d] or [b, h, n, d] with no empty axis",
+                path.display(),
+                shape.len()
+            ),
+            DataError::MissingTensor { path, name, found } => write!(
+                f,
+                "{}: no tensor named {name:?} (found {found:?}); expected tensors q, k, v",
+                path.display()
+            ),
+            DataError::InvalidParameter { name, value, expected } => {
+                write!(f, "invalid {name} = {value}: expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DataError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DataError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

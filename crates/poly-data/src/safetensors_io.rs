@@ -1,0 +1,64 @@
+//! `.safetensors` files holding the tensors `q`, `k`, `v`.
+
+use crate::error::{DataError, Result};
+use crate::loaded::{LoadedTensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+
+/// Reads the named tensors (float32 or float64) from one `.safetensors` file.
+///
+/// # Errors
+/// A missing or corrupt file, a missing tensor (the names found are listed), or another dtype.
+pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| DataError::Format {
+        path: path.to_owned(),
+        reason: format!("not a valid .safetensors file ({e})"),
+    })?;
+    names
+        .iter()
+        .map(|&name| {
+            let view = file.tensor(name).map_err(|_| {
+                let mut found: Vec<String> = file.names().iter().map(|s| s.to_string()).collect();
+                found.sort();
+                DataError::MissingTensor { path: path.to_owned(), name: name.to_owned(), found }
+            })?;
+            let shape = view.shape().to_vec();
+            let data = match view.dtype() {
+                Dtype::F32 => TensorData::F32(
+                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                ),
+                Dtype::F64 => TensorData::F64(
+                    view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
+                ),
+                other => {
+                    return Err(DataError::UnsupportedDType {
+                        path: path.to_owned(),
+                        dtype: format!("{other:?} (tensor {name})"),
+                    });
+                }
+            };
+            Ok(LoadedTensor { shape, data })
+        })
+        .collect()
+}
+
+/// Writes f32 tensors to a `.safetensors` file (little endian, as the format requires).
+///
+/// # Errors
+/// [`DataError::Io`] or [`DataError::Format`] if serialization or writing fails.
+pub fn write_safetensors_f32(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (name.to_string(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| DataError::Format { path: path.to_owned(), reason: e.to_string() })?;
+    let out = safetensors::serialize(views, None)
+        .map_err(|e| DataError::Format { path: path.to_owned(), reason: e.to_string() })?;
+    std::fs::write(path, out).map_err(|source| DataError::Io { path: path.to_owned(), source })
+}

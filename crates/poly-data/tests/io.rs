@@ -1,0 +1,86 @@
+//! File I/O: round trips in both orders and both precisions, and every kind of bad file.
+
+use poly_data::{
+    DataError, TensorData, read_npy, read_safetensors, write_npy, write_npy_fortran,
+    write_safetensors_f32,
+};
+
+#[test]
+fn npy_round_trips_in_c_and_fortran_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<f64> = (0..24).map(|i| i as f64 * 0.5 - 3.0).collect();
+    let c = dir.path().join("c.npy");
+    let f = dir.path().join("f.npy");
+    write_npy(&c, &[2, 3, 4], &data).unwrap();
+    write_npy_fortran(&f, &[2, 3, 4], &data).unwrap();
+    assert_ne!(std::fs::read(&c).unwrap(), std::fs::read(&f).unwrap());
+    for path in [&c, &f] {
+        let t = read_npy(path).unwrap();
+        assert_eq!(t.shape, vec![2, 3, 4]);
+        assert_eq!(t.data, TensorData::F64(data.clone()));
+        let bhnd = t.to_bhnd::<f32>(path).unwrap();
+        assert_eq!(bhnd.shape(), [1, 2, 3, 4]);
+        assert_eq!(bhnd.as_slice()[5], 5.0 * 0.5 - 3.0);
+    }
+    let data32: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+    write_npy_fortran(&f, &[6, 4], &data32).unwrap();
+    let t = read_npy(&f).unwrap();
+    assert_eq!(t.data, TensorData::F32(data32));
+    assert_eq!(t.to_bhnd::<f64>(&f).unwrap().shape(), [1, 1, 6, 4]);
+}
+
+#[test]
+fn bad_npy_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.npy");
+    assert!(matches!(read_npy(&missing), Err(DataError::Io { .. })));
+
+    let garbage = dir.path().join("garbage.npy");
+    std::fs::write(&garbage, b"this is not numpy").unwrap();
+    let err = read_npy(&garbage).unwrap_err();
+    assert!(matches!(err, DataError::Format { .. }));
+    assert!(err.to_string().contains("garbage.npy"));
+
+    let truncated = dir.path().join("truncated.npy");
+    write_npy(&truncated, &[100, 8], &vec![1.0f32; 800]).unwrap();
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let err = read_npy(&truncated).unwrap_err();
+    assert!(matches!(err, DataError::Format { .. }), "{err}");
+
+    let ints = dir.path().join("ints.npy");
+    write_npy(&ints, &[4, 2], &[1i32; 8]).unwrap();
+    let err = read_npy(&ints).unwrap_err();
+    assert!(matches!(err, DataError::UnsupportedDType { ref dtype, .. } if dtype.contains("i4")), "{err}");
+
+    let rank5 = dir.path().join("rank5.npy");
+    write_npy(&rank5, &[1, 1, 1, 2, 2], &[1.0f32; 4]).unwrap();
+    let t = read_npy(&rank5).unwrap();
+    assert!(matches!(t.to_bhnd::<f32>(&rank5), Err(DataError::BadRank { .. })));
+    let empty = dir.path().join("empty.npy");
+    write_npy::<f32>(&empty, &[0, 4], &[]).unwrap();
+    let t = read_npy(&empty).unwrap();
+    assert!(matches!(t.to_bhnd::<f32>(&empty), Err(DataError::BadRank { .. })));
+}
+
+#[test]
+fn safetensors_read_named_tensors_and_report_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qkv.safetensors");
+    let q: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let k = vec![2.0f32; 12];
+    write_safetensors_f32(&path, &[("q", vec![3, 4], &q), ("k", vec![3, 4], &k)]).unwrap();
+    let tensors = read_safetensors(&path, &["q", "k"]).unwrap();
+    assert_eq!(tensors[0].shape, vec![3, 4]);
+    assert_eq!(tensors[0].data, TensorData::F32(q));
+    match read_safetensors(&path, &["q", "k", "v"]) {
+        Err(DataError::MissingTensor { name, found, .. }) => {
+            assert_eq!(name, "v");
+            assert_eq!(found, vec!["k".to_string(), "q".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+    assert!(matches!(read_safetensors(&path, &["q"]), Err(DataError::Format { .. })));
+}

@@ -1,0 +1,43 @@
+//! CLI errors and their exit codes: 2 for bad input or usage, 1 for internal failures.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum CliError {
+    /// A flag combination or value the command cannot use.
+    Usage(String),
+    /// A file that cannot be read or written, or has the wrong contents.
+    Data(poly_data::DataError),
+    /// The attention inputs or configuration are invalid.
+    Attention(poly_core::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) | CliError::Data(_) | CliError::Attention(_) => 2,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(msg) => f.write_str(msg),
+            CliError::Data(e) => write!(f, "{e}"),
+            CliError::Attention(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<poly_data::DataError> for CliError {
+    fn from(e: poly_data::DataError) -> Self {
+        CliError::Data(e)
+    }
+}
+
+impl From<poly_core::Error> for CliError {
+    fn from(e: poly_core::Error) -> Self {
+        CliError::Attention(e)
+    }
+}

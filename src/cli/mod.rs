@@ -1,0 +1,117 @@
+//! Command-line definitions (clap) and dispatch to the subcommands.
+
+mod attend;
+mod error;
+mod inputs;
+mod timing;
+
+pub use error::CliError;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "polyattn", version, about = "Exact and sketched polynomial attention on CPUs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attention of Q against K and V, read from .npy files or one .safetensors file.
+    Attend(AttendArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelArg {
+    Poly,
+    Softmax,
+    Polysketch,
+    Tensorsketch,
+    Maclaurin,
+    Favor,
+    Exact2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NormArg {
+    Sum,
+    OnePlusSum,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F64,
+}
+
+#[derive(Args, Debug)]
+pub struct AttendArgs {
+    /// Queries: .npy with shape [n, d], [h, n, d] or [b, h, n, d].
+    #[arg(long, value_name = "Q.npy", requires_all = ["k", "v"], conflicts_with = "input")]
+    pub q: Option<PathBuf>,
+    /// Keys: .npy, same leading dimensions and head dim as q.
+    #[arg(long, value_name = "K.npy")]
+    pub k: Option<PathBuf>,
+    /// Values: .npy, same leading dimensions and length as k.
+    #[arg(long, value_name = "V.npy")]
+    pub v: Option<PathBuf>,
+    /// One .safetensors file holding tensors q, k and v (instead of --q/--k/--v).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Write the output here (.npy, q's leading dimensions and v's last, computation dtype).
+    #[arg(long, value_name = "O.npy")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = KernelArg::Poly)]
+    pub kernel: KernelArg,
+    /// Polynomial degree.
+    #[arg(long, default_value_t = 4)]
+    pub degree: u32,
+    #[arg(long, value_enum, default_value_t = NormArg::Sum)]
+    pub norm: NormArg,
+    /// The constant c of one-plus-sum: o = Σ w v / (c + Σ w).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub norm_bias: f64,
+    /// Multiplies q·k (default 1 for poly, 1/sqrt(d) for softmax).
+    #[arg(long, allow_negative_numbers = true)]
+    pub scale: Option<f64>,
+    /// LayerNorm q and k over the head dimension (no affine) before scoring.
+    #[arg(long)]
+    pub layernorm: bool,
+    /// Key j is visible to query i iff j <= i + (n_k - n_q).
+    #[arg(long)]
+    pub causal: bool,
+    /// Sketch size (sketched kernels).
+    #[arg(long)]
+    pub sketch_dim: Option<usize>,
+    /// Seed of the sketch's random draw (sketched kernels).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Block size of the block-causal algorithm (sketched kernels).
+    #[arg(long)]
+    pub block: Option<usize>,
+    /// Exact weights on diagonal blocks (sketched kernels).
+    #[arg(long)]
+    pub local_exact: bool,
+    /// Worker threads (default: RAYON_NUM_THREADS or all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Computation dtype (default: the dtype of q's file).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// Time N runs after one warm-up and print one JSON line (computation only, no I/O).
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<usize>,
+}
+
+/// Runs one parsed command line.
+///
+/// # Errors
+/// Any failure, with its exit code ([`CliError::exit_code`]).
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Attend(args) => attend::run(&args),
+    }
+}
