@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn polyattn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_polyattn")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_polyattn"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
@@ -27,7 +30,9 @@ struct Files {
 
 impl Files {
     fn new() -> Self {
-        Files { dir: tempfile::tempdir().unwrap() }
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -58,26 +63,50 @@ fn expected(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 4], cfg: &AttentionCo
     let q = Tensor::from_vec([1, h, n, d], q.to_vec()).unwrap();
     let k = Tensor::from_vec([1, h, n, d], k.to_vec()).unwrap();
     let v = Tensor::from_vec([1, h, n, dv], v.to_vec()).unwrap();
-    reference_attention(q.view(), k.view(), v.view(), cfg).unwrap().into_vec()
+    reference_attention(q.view(), k.view(), v.view(), cfg)
+        .unwrap()
+        .into_vec()
 }
 
 #[test]
 fn attend_poly_causal_on_npy_files() {
     let f = Files::new();
     let (h, n, d, dv) = (2, 70, 8, 5);
-    let (q, k, v) = (random(1, h * n * d), random(2, h * n * d), random(3, h * n * dv));
+    let (q, k, v) = (
+        random(1, h * n * d),
+        random(2, h * n * d),
+        random(3, h * n * dv),
+    );
     let args_q = f.npy("q.npy", &[h, n, d], &q);
     let args_k = f.npy("k.npy", &[h, n, d], &k);
     let args_v = f.npy("v.npy", &[h, n, dv], &v);
     let out = f.path("o.npy");
     let (code, _, stderr) = polyattn(&[
-        "attend", "--q", &args_q, "--k", &args_k, "--v", &args_v, "--out", s(&out), "--causal",
-        "--degree", "6", "--norm", "one-plus-sum", "--norm-bias", "0.5", "--threads", "2",
+        "attend",
+        "--q",
+        &args_q,
+        "--k",
+        &args_k,
+        "--v",
+        &args_v,
+        "--out",
+        s(&out),
+        "--causal",
+        "--degree",
+        "6",
+        "--norm",
+        "one-plus-sum",
+        "--norm-bias",
+        "0.5",
+        "--threads",
+        "2",
     ]);
     assert_eq!(code, 0, "{stderr}");
     let result = read_npy(&out).unwrap();
     assert_eq!(result.shape, vec![h, n, dv]);
-    let TensorData::F32(got) = result.data else { panic!("expected f32 output") };
+    let TensorData::F32(got) = result.data else {
+        panic!("expected f32 output")
+    };
     let cfg = AttentionConfig::polynomial(6)
         .with_mask(Mask::Causal)
         .with_normalization(Normalization::OnePlusSum(0.5));
@@ -94,16 +123,37 @@ fn attend_softmax_from_safetensors_in_f64_with_fortran_order() {
     let (n, d) = (33, 4);
     let (q, k, v) = (random(4, n * d), random(5, n * d), random(6, n * d));
     let input = f.path("qkv.safetensors");
-    write_safetensors_f32(&input, &[("q", vec![n, d], &q), ("k", vec![n, d], &k), ("v", vec![n, d], &v)])
-        .unwrap();
+    write_safetensors_f32(
+        &input,
+        &[
+            ("q", vec![n, d], &q),
+            ("k", vec![n, d], &k),
+            ("v", vec![n, d], &v),
+        ],
+    )
+    .unwrap();
     let out = f.path("o.npy");
     let (code, _, stderr) = polyattn(&[
-        "attend", "--input", s(&input), "--kernel", "softmax", "--dtype", "f64", "--scale", "0.7",
-        "--layernorm", "--out", s(&out),
+        "attend",
+        "--input",
+        s(&input),
+        "--kernel",
+        "softmax",
+        "--dtype",
+        "f64",
+        "--scale",
+        "0.7",
+        "--layernorm",
+        "--out",
+        s(&out),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let TensorData::F64(from_safetensors) = read_npy(&out).unwrap().data else { panic!("f64") };
-    let cfg = AttentionConfig::softmax().with_scale(0.7).with_layernorm(true);
+    let TensorData::F64(from_safetensors) = read_npy(&out).unwrap().data else {
+        panic!("f64")
+    };
+    let cfg = AttentionConfig::softmax()
+        .with_scale(0.7)
+        .with_layernorm(true);
     let want = expected(&q, &k, &v, [1, n, d, d], &cfg);
     for (g, w) in from_safetensors.iter().zip(&want) {
         assert!((g - w).abs() < 1e-12);
@@ -119,11 +169,28 @@ fn attend_softmax_from_safetensors_in_f64_with_fortran_order() {
         .collect();
     let out2 = f.path("o2.npy");
     let (code, _, _) = polyattn(&[
-        "attend", "--q", &paths[0], "--k", &paths[1], "--v", &paths[2], "--kernel", "softmax",
-        "--dtype", "f64", "--scale", "0.7", "--layernorm", "--out", s(&out2),
+        "attend",
+        "--q",
+        &paths[0],
+        "--k",
+        &paths[1],
+        "--v",
+        &paths[2],
+        "--kernel",
+        "softmax",
+        "--dtype",
+        "f64",
+        "--scale",
+        "0.7",
+        "--layernorm",
+        "--out",
+        s(&out2),
     ]);
     assert_eq!(code, 0);
-    assert_eq!(read_npy(&out2).unwrap().data, TensorData::F64(from_safetensors));
+    assert_eq!(
+        read_npy(&out2).unwrap().data,
+        TensorData::F64(from_safetensors)
+    );
 }
 
 #[test]
@@ -131,8 +198,19 @@ fn repeat_prints_one_json_timing_line() {
     let f = Files::new();
     let x = random(7, 2 * 2 * 40 * 8);
     let p = f.npy("x.npy", &[2, 2, 40, 8], &x);
-    let (code, stdout, stderr) =
-        polyattn(&["attend", "--q", &p, "--k", &p, "--v", &p, "--repeat", "3", "--threads", "1"]);
+    let (code, stdout, stderr) = polyattn(&[
+        "attend",
+        "--q",
+        &p,
+        "--k",
+        &p,
+        "--v",
+        &p,
+        "--repeat",
+        "3",
+        "--threads",
+        "1",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 1);
     let record: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -142,7 +220,10 @@ fn repeat_prints_one_json_timing_line() {
     assert_eq!(record["shape"], serde_json::json!([2, 2, 40, 40, 8, 8]));
     let gflop = record["gflop"].as_f64().unwrap();
     assert_eq!(gflop, 4.0 * 40.0 * 40.0 * 8.0 * 4.0 / 1e9);
-    let (median, min) = (record["seconds_median"].as_f64().unwrap(), record["seconds_min"].as_f64().unwrap());
+    let (median, min) = (
+        record["seconds_median"].as_f64().unwrap(),
+        record["seconds_min"].as_f64().unwrap(),
+    );
     assert!(min > 0.0 && min <= median);
     assert!((record["gflops"].as_f64().unwrap() - gflop / median).abs() < 1e-9 * gflop / median);
 }
@@ -163,7 +244,12 @@ fn bad_inputs_exit_2_with_one_error_line() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() - 9]).unwrap();
     let missing = f.path("missing.npy");
-    let qkv = |q: &str, k: &str, v: &str| vec!["attend", "--q", q, "--k", k, "--v", v].into_iter().map(String::from).collect::<Vec<_>>();
+    let qkv = |q: &str, k: &str, v: &str| {
+        vec!["attend", "--q", q, "--k", k, "--v", v]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     let with = |mut base: Vec<String>, extra: &[&str]| {
         base.extend(extra.iter().map(|s| s.to_string()));
         base
@@ -173,16 +259,46 @@ fn bad_inputs_exit_2_with_one_error_line() {
         (qkv(s(&garbage), &good, &good), "not a valid .npy"),
         (qkv(&good, s(&truncated), &good), "truncated"),
         (qkv(&good, &good, s(&ints)), "not supported"),
-        (qkv(&good, &other_d, &good), "tensor k: axis dim has length 3, expected 4"),
-        (qkv(&good, &good, &nan), "tensor v: non-finite value NaN at index [0, 0, 3, 1]"),
-        (with(qkv(&good, &good, &good), &["--kernel", "polysketch"]), "sketched kernels are not available"),
+        (
+            qkv(&good, &other_d, &good),
+            "tensor k: axis dim has length 3, expected 4",
+        ),
+        (
+            qkv(&good, &good, &nan),
+            "tensor v: non-finite value NaN at index [0, 0, 3, 1]",
+        ),
+        (
+            with(qkv(&good, &good, &good), &["--kernel", "polysketch"]),
+            "sketched kernels are not available",
+        ),
         (with(qkv(&good, &good, &good), &["--degree", "0"]), "degree"),
-        (with(qkv(&good, &good, &good), &["--threads", "0"]), "--threads"),
-        (with(qkv(&good, &good, &good), &["--sketch-dim", "16"]), "only applies to sketched kernels"),
-        (with(qkv(&good, &good, &good), &["--norm", "one-plus-sum", "--norm-bias", "-1"]), "norm-bias"),
-        (with(qkv(&good, &good, &good), &["--out", "/nonexistent/dir/o.npy"]), "/nonexistent/dir/o.npy"),
+        (
+            with(qkv(&good, &good, &good), &["--threads", "0"]),
+            "--threads",
+        ),
+        (
+            with(qkv(&good, &good, &good), &["--sketch-dim", "16"]),
+            "only applies to sketched kernels",
+        ),
+        (
+            with(
+                qkv(&good, &good, &good),
+                &["--norm", "one-plus-sum", "--norm-bias", "-1"],
+            ),
+            "norm-bias",
+        ),
+        (
+            with(
+                qkv(&good, &good, &good),
+                &["--out", "/nonexistent/dir/o.npy"],
+            ),
+            "/nonexistent/dir/o.npy",
+        ),
         (vec!["attend".into()], "--q Q.npy --k K.npy --v V.npy"),
-        (vec!["attend".into(), "--input".into(), good.clone()], "not a valid .safetensors"),
+        (
+            vec!["attend".into(), "--input".into(), good.clone()],
+            "not a valid .safetensors",
+        ),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -192,7 +308,10 @@ fn bad_inputs_exit_2_with_one_error_line() {
     let q = f.npy("q1.npy", &[1, 1], &[1.0]);
     let k = f.npy("k1.npy", &[2, 1], &[1.0, -1.0]);
     let v = f.npy("v1.npy", &[2, 1], &[1.0, 2.0]);
-    expect_error(&["attend", "--q", &q, "--k", &k, "--v", &v, "--degree", "3"], "batch 0, head 0, row 0");
+    expect_error(
+        &["attend", "--q", &q, "--k", &k, "--v", &v, "--degree", "3"],
+        "batch 0, head 0, row 0",
+    );
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! `polyattn attend`: exact polynomial or softmax attention on tensors from files.
 
 use super::inputs::Inputs;
-use super::timing::time_runs;
 use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg};
 use clap::ValueEnum;
+use poly_bench::machine::peak_rss_bytes;
+use poly_bench::timing::time_runs;
 use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
     check_inputs, exact_attention_flops,
@@ -27,13 +28,18 @@ pub fn run(args: &AttendArgs) -> Result<(), CliError> {
 /// The attention configuration the flags describe.
 fn config(args: &AttendArgs) -> Result<AttentionConfig, CliError> {
     let kernel = match args.kernel {
-        KernelArg::Poly => Kernel::Polynomial { degree: args.degree },
+        KernelArg::Poly => Kernel::Polynomial {
+            degree: args.degree,
+        },
         KernelArg::Softmax => Kernel::Softmax,
         sketched => {
             return Err(CliError::Usage(format!(
                 "--kernel {}: sketched kernels are not available in this version; \
                  use --kernel poly or --kernel softmax",
-                sketched.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+                sketched
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_owned())
+                    .unwrap_or_default()
             )));
         }
     };
@@ -44,12 +50,15 @@ fn config(args: &AttendArgs) -> Result<AttentionConfig, CliError> {
         ("--local-exact", args.local_exact),
     ];
     if let Some((flag, _)) = sketch_flags.iter().find(|(_, given)| *given) {
-        return Err(CliError::Usage(format!("{flag} only applies to sketched kernels")));
+        return Err(CliError::Usage(format!(
+            "{flag} only applies to sketched kernels"
+        )));
     }
     let threads = match args.threads {
         None => Threads::Global,
         Some(n) => Threads::Exact(
-            NonZeroUsize::new(n).ok_or_else(|| CliError::Usage("--threads must be at least 1".into()))?,
+            NonZeroUsize::new(n)
+                .ok_or_else(|| CliError::Usage("--threads must be at least 1".into()))?,
         ),
     };
     if args.repeat == Some(0) {
@@ -57,7 +66,11 @@ fn config(args: &AttendArgs) -> Result<AttentionConfig, CliError> {
     }
     let cfg = AttentionConfig {
         kernel,
-        mask: if args.causal { Mask::Causal } else { Mask::None },
+        mask: if args.causal {
+            Mask::Causal
+        } else {
+            Mask::None
+        },
         normalization: match args.norm {
             NormArg::Sum => Normalization::Sum,
             NormArg::OnePlusSum => Normalization::OnePlusSum(args.norm_bias),
@@ -104,6 +117,7 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
                 "seconds_min": timing.min,
                 "gflop": gflop,
                 "gflops": gflop / timing.median,
+                "max_rss_bytes": peak_rss_bytes(),
             });
             println!("{record}");
         }

@@ -29,7 +29,9 @@ impl Inputs {
         };
         let tensors = paths.map(|p| read_npy(&p).map(|t| (p, t)));
         let [q, k, v] = tensors;
-        Ok(Inputs { tensors: [q?, k?, v?] })
+        Ok(Inputs {
+            tensors: [q?, k?, v?],
+        })
     }
 
     /// The rank of q's file, which the output keeps.

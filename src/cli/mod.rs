@@ -3,7 +3,6 @@
 mod attend;
 mod error;
 mod inputs;
-mod timing;
 
 pub use error::CliError;
 
@@ -11,7 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "polyattn", version, about = "Exact and sketched polynomial attention on CPUs")]
+#[command(
+    name = "polyattn",
+    version,
+    about = "Exact and sketched polynomial attention on CPUs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -19,6 +19,7 @@ pub trait Element:
     + std::ops::Div<Output = Self>
     + std::ops::AddAssign
     + std::ops::MulAssign
+    + std::ops::DivAssign
     + 'static
 {
     /// `"f32"` or `"f64"`, as used by the CLI and records.

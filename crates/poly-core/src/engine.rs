@@ -19,7 +19,7 @@ use crate::config::{AttentionConfig, Kernel, Mask, Threads};
 use crate::element::Element;
 use crate::error::{Error, Result, RowPosition};
 use crate::gemm::{gemm_abt, gemm_add_ab};
-use crate::kernels::{abs_max, exp_in_place, power_in_place, row_max, powi, scale_in_place};
+use crate::kernels::{abs_max, exp_in_place, power_in_place, powi, row_max, scale_in_place};
 use crate::layernorm::layernorm_rows;
 use crate::normalize::{RowTotals, finalize_row};
 use crate::tensor::{Tensor, TensorRef};
@@ -319,7 +319,7 @@ fn update_polynomial_row<T: Element>(
     } else {
         // `m` is subnormal: 1/m overflows, so divide instead (a rare, slow path).
         let m = *m;
-        scores.iter_mut().for_each(|x| *x = *x / m);
+        scores.iter_mut().for_each(|x| *x /= m);
         power_in_place(scores, T::ONE, degree)
     };
     *sum += sums.sum;

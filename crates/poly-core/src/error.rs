@@ -35,7 +35,11 @@ pub struct RowPosition {
 
 impl fmt::Display for RowPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch {}, head {}, row {}", self.batch, self.head, self.row)
+        write!(
+            f,
+            "batch {}, head {}, row {}",
+            self.batch, self.head, self.row
+        )
     }
 }
 

@@ -34,7 +34,11 @@ mod tests {
         assert_eq!(full, 8.0 * 4.0 * 4096.0 * 4096.0 * 64.0);
         let causal = exact_attention_flops(&dims, Mask::Causal);
         assert_eq!(causal, full * (4097.0 / 2.0) / 4096.0);
-        let cross = Dims { n_q: 3, n_k: 5, ..dims };
+        let cross = Dims {
+            n_q: 3,
+            n_k: 5,
+            ..dims
+        };
         assert_eq!(visible_pairs(&cross, Mask::Causal), 3 + 4 + 5);
     }
 }

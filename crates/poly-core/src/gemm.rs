@@ -5,7 +5,15 @@ use crate::element::Element;
 use faer::{Accum, MatMut, MatRef, Par};
 
 /// `dst (m×n) = alpha · a (m×k) · bᵀ` where `b` is `n×k`: scores of a query tile against a key tile.
-pub fn gemm_abt<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize, alpha: T) {
+pub fn gemm_abt<T: Element>(
+    dst: &mut [T],
+    a: &[T],
+    b: &[T],
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+) {
     faer::linalg::matmul::matmul(
         MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
         Accum::Replace,

@@ -16,9 +16,13 @@ pub fn abs_max<T: Element>(row: &[T]) -> T {
         type Output = T;
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> T {
-            reduce_pairs::<S, T>(s, self.0, T::ZERO, |a, x| T::v_max(s, a, T::v_abs(s, x)), |v| {
-                T::v_reduce_max(s, v)
-            })
+            reduce_pairs::<S, T>(
+                s,
+                self.0,
+                T::ZERO,
+                |a, x| T::v_max(s, a, T::v_abs(s, x)),
+                |v| T::v_reduce_max(s, v),
+            )
         }
     }
     Arch::new().dispatch(Op(row))
@@ -40,7 +44,7 @@ pub fn row_max<T: Element>(row: &[T]) -> T {
             }
             let mut best = T::v_reduce_max(s, acc);
             for &x in tail {
-                if !(x <= best) {
+                if x > best {
                     best = x;
                 }
             }
@@ -283,9 +287,13 @@ pub fn first_non_finite<T: Element>(data: &[T]) -> Option<usize> {
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> bool {
             let zero = T::v_splat(s, T::ZERO);
-            let probe = reduce_pairs::<S, T>(s, self.0, T::ZERO, |a, x| T::v_mul_add(s, x, zero, a), |v| {
-                T::v_reduce_sum(s, v)
-            });
+            let probe = reduce_pairs::<S, T>(
+                s,
+                self.0,
+                T::ZERO,
+                |a, x| T::v_mul_add(s, x, zero, a),
+                |v| T::v_reduce_sum(s, v),
+            );
             probe == T::ZERO
         }
     }
@@ -310,7 +318,9 @@ mod tests {
         let mut state = seed;
         (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
             })
             .collect()

@@ -9,13 +9,12 @@ pub fn layernorm_rows<T: Element>(data: &[T], dim: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(data.len());
     for row in data.chunks_exact(dim) {
         let mean = row.iter().map(|x| x.to_f64()).sum::<f64>() / dim as f64;
-        let var = row
-            .iter()
-            .map(|x| (x.to_f64() - mean).powi(2))
-            .sum::<f64>()
-            / dim as f64;
+        let var = row.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / dim as f64;
         let inv_std = 1.0 / (var + LAYERNORM_EPS).sqrt();
-        out.extend(row.iter().map(|x| T::from_f64((x.to_f64() - mean) * inv_std)));
+        out.extend(
+            row.iter()
+                .map(|x| T::from_f64((x.to_f64() - mean) * inv_std)),
+        );
     }
     out
 }

@@ -61,7 +61,7 @@ pub fn row_multiplier<T: Element>(
             return Ok(factor);
         }
         Normalization::Sum => 0.0,
-        Normalization::OnePlusSum(c) if c == 0.0 => 0.0,
+        Normalization::OnePlusSum(0.0) => 0.0,
         Normalization::OnePlusSum(c) => c * weight_factor(kernel, totals.max, true),
     };
     if bias.is_infinite() {
@@ -74,7 +74,8 @@ pub fn row_multiplier<T: Element>(
         return Err(Error::AllScoresZero { at });
     }
     let tolerance = T::NORMALIZER_TOLERANCE;
-    if !(den.abs() > tolerance * magnitude) {
+    // Both are finite here (checked above), so a plain comparison is exact.
+    if den.abs() <= tolerance * magnitude {
         return Err(Error::IllConditionedNormalizer {
             at,
             ratio: den.abs() / magnitude,

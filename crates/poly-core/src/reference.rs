@@ -35,7 +35,11 @@ pub fn reference_attention<T: Element>(
                     .iter()
                     .map(|kj| scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>())
                     .collect();
-                let at = RowPosition { batch, head, row: i };
+                let at = RowPosition {
+                    batch,
+                    head,
+                    row: i,
+                };
                 let row = reference_row::<T>(&scores, &vs[..visible], dims.d_v, cfg, at)?;
                 out.extend(row);
             }
@@ -74,7 +78,13 @@ fn reference_row<T: Element>(
             let m = scores.iter().fold(0.0f64, |m, s| m.max(s.abs()));
             let w = scores
                 .iter()
-                .map(|s| if m > 0.0 { (s / m).powf(degree as f64) } else { 0.0 })
+                .map(|s| {
+                    if m > 0.0 {
+                        (s / m).powf(degree as f64)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             (w, degree as f64 * m.ln())
         }
@@ -108,7 +118,11 @@ fn reference_row<T: Element>(
     match cfg.normalization {
         Normalization::Sum => divide_by(sum, abs_sum),
         Normalization::OnePlusSum(c) => {
-            let bias = if c == 0.0 { 0.0 } else { c * (-log_factor).exp() };
+            let bias = if c == 0.0 {
+                0.0
+            } else {
+                c * (-log_factor).exp()
+            };
             if bias.is_infinite() {
                 Ok(vec![0.0; d_v])
             } else {

@@ -156,7 +156,7 @@ impl ExpConstants for f32 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -207,14 +207,42 @@ impl ExpBits for f64 {
 }
 
 impl_simd_float!(
-    f32, f32s, splat_f32s, add_f32s, sub_f32s, mul_f32s, mul_add_f32s, max_f32s, abs_f32s,
-    less_than_f32s, select_f32s, reduce_sum_f32s, reduce_max_f32s, as_simd_f32s,
-    as_mut_simd_f32s, partial_load_f32s, partial_store_f32s
+    f32,
+    f32s,
+    splat_f32s,
+    add_f32s,
+    sub_f32s,
+    mul_f32s,
+    mul_add_f32s,
+    max_f32s,
+    abs_f32s,
+    less_than_f32s,
+    select_f32s,
+    reduce_sum_f32s,
+    reduce_max_f32s,
+    as_simd_f32s,
+    as_mut_simd_f32s,
+    partial_load_f32s,
+    partial_store_f32s
 );
 impl_simd_float!(
-    f64, f64s, splat_f64s, add_f64s, sub_f64s, mul_f64s, mul_add_f64s, max_f64s, abs_f64s,
-    less_than_f64s, select_f64s, reduce_sum_f64s, reduce_max_f64s, as_simd_f64s,
-    as_mut_simd_f64s, partial_load_f64s, partial_store_f64s
+    f64,
+    f64s,
+    splat_f64s,
+    add_f64s,
+    sub_f64s,
+    mul_f64s,
+    mul_add_f64s,
+    max_f64s,
+    abs_f64s,
+    less_than_f64s,
+    select_f64s,
+    reduce_sum_f64s,
+    reduce_max_f64s,
+    as_simd_f64s,
+    as_mut_simd_f64s,
+    partial_load_f64s,
+    partial_store_f64s
 );
 
 /// Vectorized `e^x` for `x ≤ 0` (softmax arguments after subtracting the row maximum) (Cody–Waite range reduction + polynomial):

@@ -63,7 +63,11 @@ pub fn check_inputs<T: Element>(
     cfg: &AttentionConfig,
 ) -> Result<Dims> {
     cfg.validate()?;
-    let tensors = [(TensorName::Query, q), (TensorName::Key, k), (TensorName::Value, v)];
+    let tensors = [
+        (TensorName::Query, q),
+        (TensorName::Key, k),
+        (TensorName::Value, v),
+    ];
     for (name, t) in tensors {
         if let Some(axis) = t.shape().iter().position(|&n| n == 0) {
             return Err(Error::EmptyDimension {

@@ -95,7 +95,10 @@ fn sweep<T: Element>(kernels: &[Kernel], extra: impl Fn(AttentionConfig) -> Atte
 }
 
 fn polynomial_kernels() -> Vec<Kernel> {
-    DEGREES.iter().map(|&degree| Kernel::Polynomial { degree }).collect()
+    DEGREES
+        .iter()
+        .map(|&degree| Kernel::Polynomial { degree })
+        .collect()
 }
 
 #[test]
@@ -124,7 +127,11 @@ fn scale_and_layernorm_options_match_reference() {
     sweep::<f64>(&kernels, |c| c.with_scale(-2.5));
     sweep::<f32>(&kernels, |c| c.with_scale(0.37));
     // LayerNorm makes scores signed, so odd degrees would cancel: even degrees and softmax only.
-    let even = [Kernel::Polynomial { degree: 2 }, Kernel::Polynomial { degree: 6 }, Kernel::Softmax];
+    let even = [
+        Kernel::Polynomial { degree: 2 },
+        Kernel::Polynomial { degree: 6 },
+        Kernel::Softmax,
+    ];
     sweep::<f32>(&even, |c| c.with_scale(0.37).with_layernorm(true));
     sweep::<f64>(&even, |c| c.with_layernorm(true));
 }

@@ -24,14 +24,46 @@ fn run(t: &[Tensor<f32>; 3], cfg: &AttentionConfig) -> Error {
 fn shape_mismatches_name_tensor_and_axis() {
     let cfg = AttentionConfig::polynomial(2);
     let cases = [
-        ([[1, 2, 4, 8], [1, 3, 4, 8], [1, 3, 4, 8]], TensorName::Key, "heads", 2, 3),
-        ([[1, 2, 4, 8], [1, 2, 4, 7], [1, 2, 4, 8]], TensorName::Key, "dim", 8, 7),
-        ([[2, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]], TensorName::Key, "batch", 2, 1),
-        ([[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 5, 8]], TensorName::Value, "seq", 4, 5),
+        (
+            [[1, 2, 4, 8], [1, 3, 4, 8], [1, 3, 4, 8]],
+            TensorName::Key,
+            "heads",
+            2,
+            3,
+        ),
+        (
+            [[1, 2, 4, 8], [1, 2, 4, 7], [1, 2, 4, 8]],
+            TensorName::Key,
+            "dim",
+            8,
+            7,
+        ),
+        (
+            [[2, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]],
+            TensorName::Key,
+            "batch",
+            2,
+            1,
+        ),
+        (
+            [[1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 5, 8]],
+            TensorName::Value,
+            "seq",
+            4,
+            5,
+        ),
     ];
     for (shapes, tensor, axis, expected, found) in cases {
         let err = run(&qkv(shapes), &cfg);
-        assert_eq!(err, Error::ShapeMismatch { tensor, axis, expected, found });
+        assert_eq!(
+            err,
+            Error::ShapeMismatch {
+                tensor,
+                axis,
+                expected,
+                found
+            }
+        );
         assert!(err.to_string().contains(axis));
     }
 }
@@ -40,9 +72,21 @@ fn shape_mismatches_name_tensor_and_axis() {
 fn empty_dimensions_are_rejected() {
     let cfg = AttentionConfig::polynomial(2);
     let err = run(&qkv([[1, 1, 0, 4], [1, 1, 3, 4], [1, 1, 3, 4]]), &cfg);
-    assert_eq!(err, Error::EmptyDimension { tensor: TensorName::Query, axis: "seq" });
+    assert_eq!(
+        err,
+        Error::EmptyDimension {
+            tensor: TensorName::Query,
+            axis: "seq"
+        }
+    );
     let err = run(&qkv([[1, 1, 3, 4], [1, 1, 3, 4], [1, 1, 3, 0]]), &cfg);
-    assert_eq!(err, Error::EmptyDimension { tensor: TensorName::Value, axis: "dim" });
+    assert_eq!(
+        err,
+        Error::EmptyDimension {
+            tensor: TensorName::Value,
+            axis: "dim"
+        }
+    );
 }
 
 #[test]
@@ -75,13 +119,21 @@ fn non_finite_inputs_name_the_tensor_and_first_index() {
     let err = run(&t, &AttentionConfig::polynomial(2));
     assert_eq!(
         err,
-        Error::NonFinite { tensor: TensorName::Value, index: [1, 0, 3, 1], value: f64::INFINITY }
+        Error::NonFinite {
+            tensor: TensorName::Value,
+            index: [1, 0, 3, 1],
+            value: f64::INFINITY
+        }
     );
     let mut data = t[0].as_slice().to_vec();
     data[4] = f32::NEG_INFINITY;
     t[0] = Tensor::from_vec([2, 2, 5, 3], data).unwrap();
     match run(&t, &AttentionConfig::softmax()) {
-        Error::NonFinite { tensor: TensorName::Query, index: [0, 0, 1, 1], .. } => {}
+        Error::NonFinite {
+            tensor: TensorName::Query,
+            index: [0, 0, 1, 1],
+            ..
+        } => {}
         other => panic!("{other}"),
     }
 }
@@ -90,16 +142,42 @@ fn non_finite_inputs_name_the_tensor_and_first_index() {
 fn buffer_lengths_are_checked() {
     let data = [1.0f32; 10];
     let err = TensorRef::new(TensorName::Key, [1, 1, 3, 4], &data).unwrap_err();
-    assert_eq!(err, Error::BufferLength { tensor: TensorName::Key, expected: 12, found: 10 });
+    assert_eq!(
+        err,
+        Error::BufferLength {
+            tensor: TensorName::Key,
+            expected: 12,
+            found: 10
+        }
+    );
 }
 
 #[test]
 fn all_zero_scores_under_sum_name_the_row() {
-    let q = Tensor::from_vec([1, 2, 3, 2], vec![1.0f32, 1.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0, 1.0, 0.0, 0.0]).unwrap();
-    let k = Tensor::from_vec([1, 2, 2, 2], vec![1.0f32, 0.5, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0]).unwrap();
+    let q = Tensor::from_vec(
+        [1, 2, 3, 2],
+        vec![
+            1.0f32, 1.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0, 1.0, 0.0, 0.0,
+        ],
+    )
+    .unwrap();
+    let k = Tensor::from_vec(
+        [1, 2, 2, 2],
+        vec![1.0f32, 0.5, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    )
+    .unwrap();
     let v = Tensor::from_vec([1, 2, 2, 1], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
     let err = run(&[q, k, v], &AttentionConfig::polynomial(4));
-    assert_eq!(err, Error::AllScoresZero { at: poly_core::RowPosition { batch: 0, head: 0, row: 1 } });
+    assert_eq!(
+        err,
+        Error::AllScoresZero {
+            at: poly_core::RowPosition {
+                batch: 0,
+                head: 0,
+                row: 1
+            }
+        }
+    );
 }
 
 #[test]
@@ -109,18 +187,44 @@ fn odd_degree_cancellation_is_reported_as_ill_conditioned() {
     let k = Tensor::from_vec([1, 1, 2, 1], vec![1.0f32, -1.0]).unwrap();
     let v = Tensor::from_vec([1, 1, 2, 1], vec![1.0f32, 2.0]).unwrap();
     match run(&[q.clone(), k, v.clone()], &AttentionConfig::polynomial(3)) {
-        Error::IllConditionedNormalizer { at, ratio, tolerance } => {
+        Error::IllConditionedNormalizer {
+            at,
+            ratio,
+            tolerance,
+        } => {
             assert_eq!(at.row, 0);
             assert!(ratio < tolerance);
         }
         other => panic!("{other}"),
     }
     let k = Tensor::from_vec([1, 1, 2, 1], vec![1.0f32, -0.99997]).unwrap();
-    let err = run(&[q.clone(), k.clone(), v.clone()], &AttentionConfig::polynomial(1));
-    assert!(matches!(err, Error::IllConditionedNormalizer { .. }), "{err}");
+    let err = run(
+        &[q.clone(), k.clone(), v.clone()],
+        &AttentionConfig::polynomial(1),
+    );
+    assert!(
+        matches!(err, Error::IllConditionedNormalizer { .. }),
+        "{err}"
+    );
     // OnePlusSum(1) is well-posed on the same data; so is an even degree.
     let cfg = AttentionConfig::polynomial(1).with_normalization(Normalization::OnePlusSum(1.0));
     assert!(attention(q.view(), k.view(), v.view(), &cfg).is_ok());
-    assert!(attention(q.view(), k.view(), v.view(), &AttentionConfig::polynomial(2)).is_ok());
-    assert!(attention(q.view(), k.view(), v.view(), &AttentionConfig::polynomial(2).with_mask(Mask::Causal)).is_ok());
+    assert!(
+        attention(
+            q.view(),
+            k.view(),
+            v.view(),
+            &AttentionConfig::polynomial(2)
+        )
+        .is_ok()
+    );
+    assert!(
+        attention(
+            q.view(),
+            k.view(),
+            v.view(),
+            &AttentionConfig::polynomial(2).with_mask(Mask::Causal)
+        )
+        .is_ok()
+    );
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{Data, random_tensor, relative_error, rng};
-use poly_core::{AttentionConfig, Error, Mask, Normalization, Tensor, attention, reference_attention};
+use poly_core::{
+    AttentionConfig, Error, Mask, Normalization, Tensor, attention, reference_attention,
+};
 
 fn scaled(t: &Tensor<f32>, factor: f32) -> Tensor<f32> {
     t.map(|&x| x * factor)
@@ -14,8 +16,14 @@ fn scaled(t: &Tensor<f32>, factor: f32) -> Tensor<f32> {
 fn degree_64_with_scores_near_1e3_is_right_in_f32() {
     let mut r = rng(21);
     // Entries ~±8 with d = 32 give |q·k| up to ~1e3; (1e3)^64 = 1e192 would overflow f32 naively.
-    let q = scaled(&random_tensor::<f32>(&mut r, [1, 2, 150, 32], Data::Signed), 8.0);
-    let k = scaled(&random_tensor::<f32>(&mut r, [1, 2, 1200, 32], Data::Signed), 8.0);
+    let q = scaled(
+        &random_tensor::<f32>(&mut r, [1, 2, 150, 32], Data::Signed),
+        8.0,
+    );
+    let k = scaled(
+        &random_tensor::<f32>(&mut r, [1, 2, 1200, 32], Data::Signed),
+        8.0,
+    );
     let v = random_tensor::<f32>(&mut r, [1, 2, 1200, 16], Data::Signed);
     for mask in [Mask::None, Mask::Causal] {
         let cfg = AttentionConfig::polynomial(64).with_mask(mask);
@@ -31,8 +39,14 @@ fn degree_64_with_scores_near_1e3_is_right_in_f32() {
 fn tiny_scores_do_not_underflow_to_nan() {
     let mut r = rng(22);
     // |q·k| ~ 1e-26: s^8 = 1e-208 underflows f32 (and s^16 even f64) if evaluated directly.
-    let q = scaled(&random_tensor::<f32>(&mut r, [1, 1, 70, 8], Data::Signed), 1e-13);
-    let k = scaled(&random_tensor::<f32>(&mut r, [1, 1, 900, 8], Data::Signed), 1e-13);
+    let q = scaled(
+        &random_tensor::<f32>(&mut r, [1, 1, 70, 8], Data::Signed),
+        1e-13,
+    );
+    let k = scaled(
+        &random_tensor::<f32>(&mut r, [1, 1, 900, 8], Data::Signed),
+        1e-13,
+    );
     let v = random_tensor::<f32>(&mut r, [1, 1, 900, 4], Data::Signed);
     for degree in [8, 16] {
         let cfg = AttentionConfig::polynomial(degree);
@@ -56,7 +70,11 @@ fn degree_1024_in_both_precisions() {
     let out64 = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
     let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
     assert!(relative_error(&out64, &reference) < 1e-9);
-    let (q32, k32, v32) = (q.map(|&x| x as f32), k.map(|&x| x as f32), v.map(|&x| x as f32));
+    let (q32, k32, v32) = (
+        q.map(|&x| x as f32),
+        k.map(|&x| x as f32),
+        v.map(|&x| x as f32),
+    );
     let out32 = attention(q32.view(), k32.view(), v32.view(), &cfg).unwrap();
     assert!(out32.as_slice().iter().all(|x| x.is_finite()));
     // Degree 1024 is close to hard attention on the largest |score|: f32 rounding of the scores
@@ -72,15 +90,24 @@ fn none_normalization_reports_overflow_instead_of_infinity() {
     let v = random_tensor::<f32>(&mut r, [1, 1, 5, 2], Data::Signed);
     let cfg = AttentionConfig::polynomial(40).with_normalization(Normalization::None);
     let err = attention(q.view(), k.view(), v.view(), &cfg).unwrap_err();
-    assert!(matches!(err, Error::Overflow { at, .. } if at.row == 0), "{err}");
+    assert!(
+        matches!(err, Error::Overflow { at, .. } if at.row == 0),
+        "{err}"
+    );
     // Softmax without normalization overflows for large scores too.
-    let cfg = AttentionConfig::softmax().with_scale(10.0).with_normalization(Normalization::None);
+    let cfg = AttentionConfig::softmax()
+        .with_scale(10.0)
+        .with_normalization(Normalization::None);
     assert!(matches!(
         attention(q.view(), k.view(), v.view(), &cfg),
         Err(Error::Overflow { .. })
     ));
     // f64 holds the same result.
-    let (q, k, v) = (q.map(|&x| x as f64), k.map(|&x| x as f64), v.map(|&x| x as f64));
+    let (q, k, v) = (
+        q.map(|&x| x as f64),
+        k.map(|&x| x as f64),
+        v.map(|&x| x as f64),
+    );
     let cfg = AttentionConfig::polynomial(40).with_normalization(Normalization::None);
     let out = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
     let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
@@ -95,6 +122,9 @@ fn scores_overflowing_f32_are_an_error_not_nan() {
     let v = Tensor::from_vec([1, 1, 2, 1], vec![1.0f32, 2.0]).unwrap();
     for cfg in [AttentionConfig::polynomial(2), AttentionConfig::softmax()] {
         let err = attention(q.view(), k.view(), v.view(), &cfg).unwrap_err();
-        assert!(matches!(err, Error::Overflow { at, .. } if at.row == 0), "{cfg:?}: {err}");
+        assert!(
+            matches!(err, Error::Overflow { at, .. } if at.row == 0),
+            "{cfg:?}: {err}"
+        );
     }
 }

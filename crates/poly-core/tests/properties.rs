@@ -38,8 +38,12 @@ fn results_are_bit_identical_across_thread_counts() {
     for cfg in configs() {
         let one = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(1))).unwrap();
         for n in [2, 3] {
-            let many = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(n))).unwrap();
-            assert!(bits_equal(one.as_slice(), many.as_slice()), "{cfg:?} with {n} threads");
+            let many =
+                attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(n))).unwrap();
+            assert!(
+                bits_equal(one.as_slice(), many.as_slice()),
+                "{cfg:?} with {n} threads"
+            );
         }
     }
 }
@@ -84,7 +88,11 @@ fn sum_normalization_is_scale_invariant_and_others_are_not() {
     let v = random_tensor::<f64>(&mut r, [2, 2, 50, 3], Data::Signed);
     for degree in [2, 4, 9] {
         let cfg = AttentionConfig::polynomial(degree);
-        let data = if degree % 2 == 1 { Data::Positive } else { Data::Signed };
+        let data = if degree % 2 == 1 {
+            Data::Positive
+        } else {
+            Data::Signed
+        };
         let (q, k) = match data {
             Data::Signed => (q.clone(), k.clone()),
             Data::Positive => (
@@ -95,12 +103,18 @@ fn sum_normalization_is_scale_invariant_and_others_are_not() {
         let base = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
         for scale in [1e-3, 17.0, -3.0] {
             let scaled = attention(q.view(), k.view(), v.view(), &cfg.with_scale(scale)).unwrap();
-            assert!(relative_error(&scaled, &base) < 1e-12, "degree {degree} scale {scale}");
+            assert!(
+                relative_error(&scaled, &base) < 1e-12,
+                "degree {degree} scale {scale}"
+            );
         }
         let bias = cfg.with_normalization(Normalization::OnePlusSum(1.0));
         let a = attention(q.view(), k.view(), v.view(), &bias).unwrap();
         let b = attention(q.view(), k.view(), v.view(), &bias.with_scale(0.5)).unwrap();
-        assert!(relative_error(&a, &b) > 1e-3, "OnePlusSum must depend on the scale");
+        assert!(
+            relative_error(&a, &b) > 1e-3,
+            "OnePlusSum must depend on the scale"
+        );
     }
 }
 
@@ -112,12 +126,22 @@ fn even_degree_sum_equals_softmax_of_degree_times_log_magnitude() {
     let k = random_tensor::<f64>(&mut r, [1, 1, 30, 5], Data::Signed);
     let v = random_tensor::<f64>(&mut r, [1, 1, 30, 4], Data::Signed);
     let beta = 6;
-    let out = attention(q.view(), k.view(), v.view(), &AttentionConfig::polynomial(beta)).unwrap();
+    let out = attention(
+        q.view(),
+        k.view(),
+        v.view(),
+        &AttentionConfig::polynomial(beta),
+    )
+    .unwrap();
     for i in 0..30 {
         let qi = &q.as_slice()[i * 5..(i + 1) * 5];
         let logits: Vec<f64> = (0..30)
             .map(|j| {
-                let s: f64 = qi.iter().zip(&k.as_slice()[j * 5..(j + 1) * 5]).map(|(a, b)| a * b).sum();
+                let s: f64 = qi
+                    .iter()
+                    .zip(&k.as_slice()[j * 5..(j + 1) * 5])
+                    .map(|(a, b)| a * b)
+                    .sum();
                 beta as f64 * s.abs().ln()
             })
             .collect();
@@ -146,8 +170,12 @@ fn json_tensor(value: &serde_json::Value) -> Vec<f64> {
 
 #[test]
 fn golden_vectors_of_the_kmz23_jax_implementation() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden/kmz23_polynomial_attention.json");
-    let text = std::fs::read_to_string(path).expect("golden file ../shared/golden/kmz23_polynomial_attention.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/golden/kmz23_polynomial_attention.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .expect("golden file ../shared/golden/kmz23_polynomial_attention.json");
     let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
     let degree = golden["degree"].as_u64().unwrap() as u32;
     let bias = golden["normalization_bias"].as_f64().unwrap();
@@ -156,7 +184,10 @@ fn golden_vectors_of_the_kmz23_jax_implementation() {
     // [batch = 2, seq = 3, head_dim = 3] → [batch, heads = 1, seq, dim].
     let tensor = |key: &str| Tensor::from_vec([2, 1, 3, 3], json_tensor(&golden[key])).unwrap();
     let (q, k, v) = (tensor("query"), tensor("key"), tensor("value"));
-    for (mask, key) in [(Mask::Causal, "expected_causal"), (Mask::None, "expected_non_causal")] {
+    for (mask, key) in [
+        (Mask::Causal, "expected_causal"),
+        (Mask::None, "expected_non_causal"),
+    ] {
         let expected = json_tensor(&golden[key]);
         let cfg = AttentionConfig::polynomial(degree)
             .with_mask(mask)
@@ -169,8 +200,15 @@ fn golden_vectors_of_the_kmz23_jax_implementation() {
         let f32_out = attention(q32.view(), k32.view(), v32.view(), &cfg).unwrap();
         let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
         for (i, &e) in expected.iter().enumerate() {
-            for got in [f64_out.as_slice()[i], f32_out.as_slice()[i] as f64, reference.as_slice()[i]] {
-                assert!((got - e).abs() <= atol + rtol * e.abs(), "{key}[{i}]: {got} vs {e}");
+            for got in [
+                f64_out.as_slice()[i],
+                f32_out.as_slice()[i] as f64,
+                reference.as_slice()[i],
+            ] {
+                assert!(
+                    (got - e).abs() <= atol + rtol * e.abs(),
+                    "{key}[{i}]: {got} vs {e}"
+                );
             }
         }
     }

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum DataError {
     /// The file could not be opened, read or written.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not a valid `.npy`/`.safetensors` file (corrupt header, truncated data, …).
     Format { path: PathBuf, reason: String },
     /// The element type is not f32 or f64.
@@ -14,9 +17,17 @@ pub enum DataError {
     /// The tensor has a rank attention cannot use.
     BadRank { path: PathBuf, shape: Vec<usize> },
     /// A `.safetensors` file lacks a required tensor.
-    MissingTensor { path: PathBuf, name: String, found: Vec<String> },
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        found: Vec<String>,
+    },
     /// A data-set or generator parameter is out of its domain.
-    InvalidParameter { name: &'static str, value: String, expected: &'static str },
+    InvalidParameter {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for DataError {
@@ -40,7 +51,11 @@ impl fmt::Display for DataError {
                 "{}: no tensor named {name:?} (found {found:?}); expected tensors q, k, v",
                 path.display()
             ),
-            DataError::InvalidParameter { name, value, expected } => {
+            DataError::InvalidParameter {
+                name,
+                value,
+                expected,
+            } => {
                 write!(f, "invalid {name} = {value}: expected {expected}")
             }
         }

@@ -46,11 +46,17 @@ impl LoadedTensor {
             [h, n, d] => [1, h, n, d],
             [b, h, n, d] => [b, h, n, d],
             _ => {
-                return Err(DataError::BadRank { path: path.to_owned(), shape: self.shape.clone() });
+                return Err(DataError::BadRank {
+                    path: path.to_owned(),
+                    shape: self.shape.clone(),
+                });
             }
         };
         if shape.contains(&0) {
-            return Err(DataError::BadRank { path: path.to_owned(), shape: self.shape.clone() });
+            return Err(DataError::BadRank {
+                path: path.to_owned(),
+                shape: self.shape.clone(),
+            });
         }
         Tensor::from_vec(shape, self.to_vec()).map_err(|e| DataError::Format {
             path: path.to_owned(),

@@ -8,7 +8,10 @@ use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 fn format_error(path: &Path, reason: impl std::fmt::Display) -> DataError {
-    DataError::Format { path: path.to_owned(), reason: reason.to_string() }
+    DataError::Format {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Reads a float32 or float64 `.npy` file into C order.
@@ -17,7 +20,10 @@ fn format_error(path: &Path, reason: impl std::fmt::Display) -> DataError {
 /// A missing file ([`DataError::Io`]), a corrupt header or truncated data ([`DataError::Format`]),
 /// or another element type ([`DataError::UnsupportedDType`]).
 pub fn read_npy(path: &Path) -> Result<LoadedTensor> {
-    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let npy = NpyFile::new(BufReader::new(file))
         .map_err(|e| format_error(path, format!("not a valid .npy file ({e})")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&n| n as usize).collect();
@@ -26,11 +32,25 @@ pub fn read_npy(path: &Path) -> Result<LoadedTensor> {
         DType::Plain(ts) => ts.to_string(),
         other => format!("{other:?}"),
     };
-    let truncated = |e: std::io::Error| format_error(path, format!("data is truncated or unreadable ({e})"));
+    let truncated =
+        |e: std::io::Error| format_error(path, format!("data is truncated or unreadable ({e})"));
     let data = match &descr[1..] {
-        "f4" => TensorData::F32(reorder(npy.into_vec::<f32>().map_err(truncated)?, &shape, order)),
-        "f8" => TensorData::F64(reorder(npy.into_vec::<f64>().map_err(truncated)?, &shape, order)),
-        _ => return Err(DataError::UnsupportedDType { path: path.to_owned(), dtype: descr }),
+        "f4" => TensorData::F32(reorder(
+            npy.into_vec::<f32>().map_err(truncated)?,
+            &shape,
+            order,
+        )),
+        "f8" => TensorData::F64(reorder(
+            npy.into_vec::<f64>().map_err(truncated)?,
+            &shape,
+            order,
+        )),
+        _ => {
+            return Err(DataError::UnsupportedDType {
+                path: path.to_owned(),
+                dtype: descr,
+            });
+        }
     };
     Ok(LoadedTensor { shape, data })
 }
@@ -46,8 +66,15 @@ fn reorder<T: Copy>(data: Vec<T>, shape: &[usize], order: Order) -> Vec<T> {
 ///
 /// # Errors
 /// [`DataError::Io`] if the file cannot be written.
-pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
+    let io = |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::create(path).map_err(io)?;
     let shape: Vec<u64> = shape.iter().map(|&n| n as u64).collect();
     let mut writer = npyz::WriteOptions::new()
@@ -69,7 +96,10 @@ pub fn write_npy_fortran<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     c_order: &[T],
 ) -> Result<()> {
-    let io = |source| DataError::Io { path: path.to_owned(), source };
+    let io = |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
     // The Fortran layout of a C-order array is the C layout of its reversed-axes transpose.
     let reversed: Vec<usize> = shape.iter().rev().copied().collect();
     let column_major = fortran_to_c(c_order, &reversed);

@@ -10,7 +10,10 @@ use std::path::Path;
 /// # Errors
 /// A missing or corrupt file, a missing tensor (the names found are listed), or another dtype.
 pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| DataError::Format {
         path: path.to_owned(),
         reason: format!("not a valid .safetensors file ({e})"),
@@ -21,15 +24,25 @@ pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>
             let view = file.tensor(name).map_err(|_| {
                 let mut found: Vec<String> = file.names().iter().map(|s| s.to_string()).collect();
                 found.sort();
-                DataError::MissingTensor { path: path.to_owned(), name: name.to_owned(), found }
+                DataError::MissingTensor {
+                    path: path.to_owned(),
+                    name: name.to_owned(),
+                    found,
+                }
             })?;
             let shape = view.shape().to_vec();
             let data = match view.dtype() {
                 Dtype::F32 => TensorData::F32(
-                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                    view.data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
                 ),
                 Dtype::F64 => TensorData::F64(
-                    view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
+                    view.data()
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
                 ),
                 other => {
                     return Err(DataError::UnsupportedDType {
@@ -48,17 +61,28 @@ pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>
 /// # Errors
 /// [`DataError::Io`] or [`DataError::Format`] if serialization or writing fails.
 pub fn write_safetensors_f32(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (name.to_string(), v))
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.to_string(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| DataError::Format { path: path.to_owned(), reason: e.to_string() })?;
-    let out = safetensors::serialize(views, None)
-        .map_err(|e| DataError::Format { path: path.to_owned(), reason: e.to_string() })?;
-    std::fs::write(path, out).map_err(|source| DataError::Io { path: path.to_owned(), source })
+        .map_err(|e| DataError::Format {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let out = safetensors::serialize(views, None).map_err(|e| DataError::Format {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(path, out).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -51,16 +51,25 @@ fn bad_npy_files_are_clear_errors() {
     let ints = dir.path().join("ints.npy");
     write_npy(&ints, &[4, 2], &[1i32; 8]).unwrap();
     let err = read_npy(&ints).unwrap_err();
-    assert!(matches!(err, DataError::UnsupportedDType { ref dtype, .. } if dtype.contains("i4")), "{err}");
+    assert!(
+        matches!(err, DataError::UnsupportedDType { ref dtype, .. } if dtype.contains("i4")),
+        "{err}"
+    );
 
     let rank5 = dir.path().join("rank5.npy");
     write_npy(&rank5, &[1, 1, 1, 2, 2], &[1.0f32; 4]).unwrap();
     let t = read_npy(&rank5).unwrap();
-    assert!(matches!(t.to_bhnd::<f32>(&rank5), Err(DataError::BadRank { .. })));
+    assert!(matches!(
+        t.to_bhnd::<f32>(&rank5),
+        Err(DataError::BadRank { .. })
+    ));
     let empty = dir.path().join("empty.npy");
     write_npy::<f32>(&empty, &[0, 4], &[]).unwrap();
     let t = read_npy(&empty).unwrap();
-    assert!(matches!(t.to_bhnd::<f32>(&empty), Err(DataError::BadRank { .. })));
+    assert!(matches!(
+        t.to_bhnd::<f32>(&empty),
+        Err(DataError::BadRank { .. })
+    ));
 }
 
 #[test]
@@ -82,5 +91,8 @@ fn safetensors_read_named_tensors_and_report_missing_ones() {
     }
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-    assert!(matches!(read_safetensors(&path, &["q"]), Err(DataError::Format { .. })));
+    assert!(matches!(
+        read_safetensors(&path, &["q"]),
+        Err(DataError::Format { .. })
+    ));
 }

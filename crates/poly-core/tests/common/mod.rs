@@ -37,8 +37,16 @@ pub fn random_tensor<T: Element>(rng: &mut StdRng, shape: Shape, data: Data) -> 
 /// below `T`'s smallest normal number count as zero.
 pub fn relative_error<T: Element>(a: &Tensor<T>, b: &Tensor<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape());
-    let rounded: Vec<f64> = b.as_slice().iter().map(|&y| T::from_f64(y).to_f64()).collect();
-    let tiny = if T::NAME == "f32" { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
+    let rounded: Vec<f64> = b
+        .as_slice()
+        .iter()
+        .map(|&y| T::from_f64(y).to_f64())
+        .collect();
+    let tiny = if T::NAME == "f32" {
+        f32::MIN_POSITIVE as f64
+    } else {
+        f64::MIN_POSITIVE
+    };
     let scale = rounded.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(tiny);
     let diff = a
         .as_slice()
@@ -52,5 +60,8 @@ pub fn relative_error<T: Element>(a: &Tensor<T>, b: &Tensor<f64>) -> f64 {
 
 /// Bitwise equality of two float tensors (so that -0.0 ≠ 0.0 and NaN == NaN by bits).
 pub fn bits_equal<T: Element>(a: &[T], b: &[T]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits())
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits())
 }

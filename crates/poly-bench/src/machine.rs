@@ -1,0 +1,90 @@
+//! Machine metadata carried by every benchmark record.
+
+use std::process::Command;
+
+/// Where and how a measurement was taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MachineInfo {
+    pub cpu_model: String,
+    pub logical_cpus: usize,
+    /// The SIMD instruction set pulp dispatches to.
+    pub simd_level: &'static str,
+    pub threads: usize,
+    pub git_revision: String,
+    pub rustc: String,
+}
+
+impl MachineInfo {
+    /// Collects the metadata; fields that cannot be read say `"unknown"`.
+    pub fn collect(threads: usize) -> Self {
+        MachineInfo {
+            cpu_model: cpu_model(),
+            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            simd_level: poly_core::simd_level(),
+            threads,
+            git_revision: command_output("git", &["rev-parse", "--short", "HEAD"]),
+            rustc: command_output("rustc", &["--version"]),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cpu_model": self.cpu_model,
+            "logical_cpus": self.logical_cpus,
+            "simd_level": self.simd_level,
+            "threads": self.threads,
+            "git_revision": self.git_revision,
+            "rustc": self.rustc,
+        })
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_filled_in() {
+        let info = MachineInfo::collect(2);
+        assert_eq!(info.threads, 2);
+        assert!(info.logical_cpus >= 1);
+        assert!(!info.simd_level.is_empty());
+        assert_eq!(info.to_json()["threads"], 2);
+        if cfg!(target_os = "linux") {
+            let before = peak_rss_bytes().unwrap();
+            let big = vec![1u8; 64 << 20];
+            std::hint::black_box(&big);
+            assert!(peak_rss_bytes().unwrap() >= before.max(64 << 20));
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The GEMM roofline: faer's f32 matrix multiply rate on this machine, measured in-process so that
+//! attention kernels can be reported as a fraction of it.
+
+use faer::{Accum, Mat, Par};
+use std::time::Instant;
+
+/// FLOPs of one `n × n × n` GEMM.
+pub fn gemm_flops(n: usize) -> f64 {
+    2.0 * (n as f64).powi(3)
+}
+
+/// Multiplies two `n × n` f32 matrices with faer on `threads` threads, `repeat` times after one
+/// warm-up, and returns the best rate in GFLOP/s.
+pub fn gemm_rate_gflops(n: usize, threads: usize, repeat: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .expect("rayon pool");
+    pool.install(|| {
+        let a = Mat::<f32>::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 17) as f32 * 0.05 - 0.4);
+        let b = Mat::<f32>::from_fn(n, n, |i, j| ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4);
+        let mut c = Mat::<f32>::zeros(n, n);
+        let par = gemm_par(threads);
+        let mut best = f64::INFINITY;
+        for _ in 0..repeat.max(1) + 1 {
+            let start = Instant::now();
+            gemm_into(&mut c, &a, &b, par);
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        gemm_flops(n) / best / 1e9
+    })
+}
+
+/// faer's parallelism for a standalone GEMM on `threads` threads.
+pub fn gemm_par(threads: usize) -> Par {
+    if threads <= 1 {
+        Par::Seq
+    } else {
+        Par::rayon(threads)
+    }
+}
+
+/// `c = a · b` with faer.
+pub fn gemm_into(c: &mut Mat<f32>, a: &Mat<f32>, b: &Mat<f32>, par: Par) {
+    faer::linalg::matmul::matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, par);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_is_correct_and_rate_is_positive() {
+        let a = Mat::<f32>::from_fn(3, 3, |i, j| (i * 3 + j) as f32);
+        let mut c = Mat::<f32>::zeros(3, 3);
+        gemm_into(&mut c, &a, &a, Par::Seq);
+        assert_eq!(c[(0, 0)], 0.0 * 0.0 + 1.0 * 3.0 + 2.0 * 6.0);
+        assert_eq!(c[(2, 1)], 6.0 * 1.0 + 7.0 * 4.0 + 8.0 * 7.0);
+        assert_eq!(gemm_flops(10), 2000.0);
+        assert!(gemm_rate_gflops(32, 1, 1) > 0.0);
+    }
+}

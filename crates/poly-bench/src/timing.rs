@@ -1,0 +1,82 @@
+//! Timing of repeated runs: one warm-up, then `repeat` measured runs.
+
+use std::time::Instant;
+
+/// Summary of repeated timings, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: usize,
+}
+
+impl Timing {
+    /// `(max − min) / median`: how noisy the runs were.
+    pub fn spread(&self) -> f64 {
+        (self.max - self.min) / self.median
+    }
+
+    /// Summary of raw timings (`seconds` must be non-empty).
+    pub fn from_seconds(mut seconds: Vec<f64>) -> Self {
+        assert!(!seconds.is_empty(), "at least one timing");
+        seconds.sort_by(f64::total_cmp);
+        let n = seconds.len();
+        let median = if n % 2 == 1 {
+            seconds[n / 2]
+        } else {
+            0.5 * (seconds[n / 2 - 1] + seconds[n / 2])
+        };
+        Timing {
+            median,
+            min: seconds[0],
+            max: seconds[n - 1],
+            runs: n,
+        }
+    }
+}
+
+/// Runs `f` once to warm up, then `repeat` (≥ 1) times, timing each run.
+///
+/// # Errors
+/// The first error `f` returns.
+pub fn time_runs<E>(repeat: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<Timing, E> {
+    f()?;
+    let mut seconds = Vec::with_capacity(repeat.max(1));
+    for _ in 0..repeat.max(1) {
+        let start = Instant::now();
+        f()?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    Ok(Timing::from_seconds(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max_and_spread() {
+        let t = Timing::from_seconds(vec![3.0, 1.0, 2.0, 10.0]);
+        assert_eq!((t.median, t.min, t.max, t.runs), (2.5, 1.0, 10.0, 4));
+        assert_eq!(t.spread(), 9.0 / 2.5);
+        assert_eq!(Timing::from_seconds(vec![4.0, 1.0, 2.0]).median, 2.0);
+    }
+
+    #[test]
+    fn time_runs_warms_up_once_and_propagates_errors() {
+        let mut calls = 0;
+        let t = time_runs::<()>(3, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((calls, t.runs), (4, 3));
+        let mut n = 0;
+        let err = time_runs(5, || {
+            n += 1;
+            if n == 2 { Err("boom") } else { Ok(()) }
+        });
+        assert_eq!(err.unwrap_err(), "boom");
+    }
+}

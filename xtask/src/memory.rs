@@ -1,0 +1,85 @@
+//! `cargo xtask memory`: peak resident memory of `polyattn attend` as n doubles (batch × heads = 1,
+//! d = d_v = 64, f32). A streaming engine grows linearly in n (inputs, output, per-task tiles);
+//! materializing the scores would add 4·n² bytes (16 GiB at n = 65536).
+
+use crate::shell::{cargo, results_dir, workspace_root};
+use std::fmt::Write as _;
+use std::process::Command;
+
+const DIM: usize = 64;
+
+pub fn run(max_n: usize) -> Result<(), String> {
+    if max_n < 8192 || !max_n.is_power_of_two() {
+        return Err(format!("--max-n {max_n}: expected a power of two ≥ 8192"));
+    }
+    cargo(&["build", "--release", "--bin", "polyattn"])?;
+    let binary = workspace_root().join("target/release/polyattn");
+    let dir = results_dir()?.join("memory");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut csv = String::from("n,causal,max_rss_bytes,seconds_median,gflops,n_squared_bytes\n");
+    println!(
+        "{:>7} {:>7} {:>14} {:>14} {:>10}",
+        "n", "causal", "max RSS MiB", "4·n² MiB", "seconds"
+    );
+    let mut n = 8192;
+    while n <= max_n {
+        let paths: Vec<String> = ["q", "k", "v"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let path = dir.join(format!("{name}_{n}.npy"));
+                let data = pseudo_random(n * DIM, i as u64 + 1);
+                poly_data::write_npy(&path, &[n, DIM], &data).map_err(|e| e.to_string())?;
+                Ok(path.to_string_lossy().into_owned())
+            })
+            .collect::<Result<_, String>>()?;
+        for causal in [false, true] {
+            let mut cmd = Command::new(&binary);
+            cmd.args([
+                "attend", "--q", &paths[0], "--k", &paths[1], "--v", &paths[2], "--repeat", "1",
+            ]);
+            if causal {
+                cmd.arg("--causal");
+            }
+            let out = cmd.output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            let record: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| format!("bad JSON from polyattn: {e}"))?;
+            let rss = record["max_rss_bytes"]
+                .as_u64()
+                .ok_or("polyattn reported no max_rss_bytes")?;
+            let seconds = record["seconds_median"].as_f64().unwrap_or(f64::NAN);
+            let gflops = record["gflops"].as_f64().unwrap_or(f64::NAN);
+            let squared = 4 * n * n;
+            println!(
+                "{n:>7} {causal:>7} {:>14.1} {:>14.0} {seconds:>10.2}",
+                rss as f64 / 1048576.0,
+                squared as f64 / 1048576.0
+            );
+            writeln!(csv, "{n},{causal},{rss},{seconds},{gflops},{squared}").unwrap();
+        }
+        for name in ["q", "k", "v"] {
+            let _ = std::fs::remove_file(dir.join(format!("{name}_{n}.npy")));
+        }
+        n *= 2;
+    }
+    let path = results_dir()?.join("memory.csv");
+    std::fs::write(&path, csv).map_err(|e| e.to_string())?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Deterministic values in [−1, 1) (a 64-bit LCG): the memory test needs no statistical quality.
+fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
