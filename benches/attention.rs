@@ -14,8 +14,7 @@ use poly_bench::roofline::{gemm_flops, gemm_into, gemm_par};
 use poly_core::{
     AttentionConfig, Mask, Tensor, Threads, attention, check_inputs, exact_attention_flops,
 };
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use poly_data::synthetic::uniform;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -24,11 +23,7 @@ const DIM: usize = 64;
 const GEMM_N: usize = 2048;
 
 fn random_tensor(n: usize, seed: u64) -> Tensor<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let data = (0..HEADS * n * DIM)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
-    Tensor::from_vec([1, HEADS, n, DIM], data).unwrap()
+    uniform([1, HEADS, n, DIM], -1.0, 1.0, seed)
 }
 
 fn kernels() -> [(&'static str, AttentionConfig); 3] {

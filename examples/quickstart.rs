@@ -6,20 +6,15 @@
 use poly_bench::roofline::gemm_rate_gflops;
 use poly_bench::timing::time_runs;
 use polyattn::core::{check_inputs, exact_attention_flops};
+use polyattn::data::synthetic::uniform;
 use polyattn::{AttentionConfig, Mask, Tensor, attention, reference_attention};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
 const HEADS: usize = 8;
 const N: usize = 2048;
 const D: usize = 64;
 
 fn random(seed: u64, heads: usize) -> Tensor<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let data = (0..heads * N * D)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
-    Tensor::from_vec([1, heads, N, D], data).expect("shape matches data")
+    uniform([1, heads, N, D], -1.0, 1.0, seed)
 }
 
 /// The first head of a `[1, heads, n, d]` tensor, as its own tensor.

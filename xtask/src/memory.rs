@@ -3,6 +3,7 @@
 //! materializing the scores would add 4·n² bytes (16 GiB at n = 65536).
 
 use crate::shell::{cargo, results_dir, workspace_root};
+use poly_data::synthetic::uniform;
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -28,8 +29,9 @@ pub fn run(max_n: usize) -> Result<(), String> {
             .enumerate()
             .map(|(i, name)| {
                 let path = dir.join(format!("{name}_{n}.npy"));
-                let data = pseudo_random(n * DIM, i as u64 + 1);
-                poly_data::write_npy(&path, &[n, DIM], &data).map_err(|e| e.to_string())?;
+                let data = uniform::<f32>([1, 1, n, DIM], -1.0, 1.0, i as u64 + 1);
+                poly_data::write_npy(&path, &[n, DIM], data.as_slice())
+                    .map_err(|e| e.to_string())?;
                 Ok(path.to_string_lossy().into_owned())
             })
             .collect::<Result<_, String>>()?;
@@ -69,17 +71,4 @@ pub fn run(max_n: usize) -> Result<(), String> {
     std::fs::write(&path, csv).map_err(|e| e.to_string())?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// Deterministic values in [−1, 1) (a 64-bit LCG): the memory test needs no statistical quality.
-fn pseudo_random(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }

@@ -26,7 +26,8 @@ use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Query rows per task.
 pub const QUERY_TILE: usize = 64;
@@ -70,21 +71,38 @@ pub fn attention<T: Element>(
 
 /// Runs `f` on the configured number of threads.
 ///
+/// Pools for explicit thread counts are built once per count and reused, so repeated calls (a
+/// benchmark loop, a server) pay for thread creation only once.
+///
 /// # Errors
 /// If rayon cannot create the pool.
 pub fn run_with_threads<R: Send>(threads: Threads, f: impl FnOnce() -> R + Send) -> Result<R> {
     match threads {
         Threads::Global => Ok(f()),
-        Threads::Exact(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n.get())
-            .build()
-            .map(|pool| pool.install(f))
-            .map_err(|e| Error::InvalidParameter {
-                name: "threads",
-                value: format!("{n} ({e})"),
-                expected: "a thread count the system can start",
-            }),
+        Threads::Exact(n) => Ok(pool_with_threads(n.get())?.install(f)),
     }
+}
+
+fn pool_with_threads(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(pool) = pools.get(&n) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::InvalidParameter {
+            name: "threads",
+            value: format!("{n} ({e})"),
+            expected: "a thread count the system can start",
+        })?;
+    let pool = Arc::new(pool);
+    pools.insert(n, Arc::clone(&pool));
+    Ok(pool)
 }
 
 /// Tile sizes for one problem (a function of the shape only, so results are thread-independent).

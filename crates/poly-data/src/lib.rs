@@ -2,12 +2,14 @@
 //!
 //! Reads attention inputs from `.npy` (float32/float64, C or Fortran order) and `.safetensors`
 //! files, converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
-//! `.npy`. Every failure names the file and what is wrong with it.
+//! `.npy`. Every failure names the file and what is wrong with it. [`synthetic`] makes seeded
+//! test inputs.
 
 mod error;
 mod loaded;
 mod npy;
 mod safetensors_io;
+pub mod synthetic;
 
 pub use error::{DataError, Result};
 pub use loaded::{LoadedTensor, TensorData};

@@ -71,23 +71,11 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     data: &[T],
 ) -> Result<()> {
-    let io = |source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::create(path).map_err(io)?;
-    let shape: Vec<u64> = shape.iter().map(|&n| n as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(BufWriter::new(file))
-        .begin_nd()
-        .map_err(io)?;
-    writer.extend(data.iter().copied()).map_err(io)?;
-    writer.finish().map_err(io)
+    write_npy_in_order(path, shape, data.iter().copied(), Order::C)
 }
 
-/// Writes a Fortran-order `.npy` file (used to test that readers handle both layouts).
+/// Writes a Fortran-order `.npy` file of `shape` from C-order data (for testing that readers
+/// handle both layouts, and for users whose consumers want column-major files).
 ///
 /// # Errors
 /// [`DataError::Io`] if the file cannot be written.
@@ -96,22 +84,35 @@ pub fn write_npy_fortran<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     c_order: &[T],
 ) -> Result<()> {
+    // The Fortran layout of a C-order array is the C layout of its reversed-axes transpose.
+    let reversed: Vec<usize> = shape.iter().rev().copied().collect();
+    write_npy_in_order(
+        path,
+        shape,
+        fortran_to_c(c_order, &reversed),
+        Order::Fortran,
+    )
+}
+
+fn write_npy_in_order<T: npyz::AutoSerialize>(
+    path: &Path,
+    shape: &[usize],
+    stored: impl IntoIterator<Item = T>,
+    order: Order,
+) -> Result<()> {
     let io = |source| DataError::Io {
         path: path.to_owned(),
         source,
     };
-    // The Fortran layout of a C-order array is the C layout of its reversed-axes transpose.
-    let reversed: Vec<usize> = shape.iter().rev().copied().collect();
-    let column_major = fortran_to_c(c_order, &reversed);
     let file = File::create(path).map_err(io)?;
     let shape: Vec<u64> = shape.iter().map(|&n| n as u64).collect();
     let mut writer = npyz::WriteOptions::new()
         .default_dtype()
-        .order(Order::Fortran)
+        .order(order)
         .shape(&shape)
         .writer(BufWriter::new(file))
         .begin_nd()
         .map_err(io)?;
-    writer.extend(column_major).map_err(io)?;
+    writer.extend(stored).map_err(io)?;
     writer.finish().map_err(io)
 }
