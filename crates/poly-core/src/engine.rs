@@ -125,11 +125,18 @@ impl TilePlan {
     }
 }
 
-/// One head's inputs, LayerNormed if requested.
-struct HeadInputs<'a, T> {
+/// Everything the tasks of one (batch, head) share: its inputs (LayerNormed if requested) and
+/// the problem's configuration.
+struct HeadJob<'a, T> {
     q: &'a [T],
     k: &'a [T],
     v: &'a [T],
+    cfg: &'a AttentionConfig,
+    dims: &'a Dims,
+    plan: TilePlan,
+    scale: T,
+    batch: usize,
+    head: usize,
 }
 
 /// Per-task scratch, reused across the tasks a rayon worker runs.
@@ -176,10 +183,16 @@ fn attend_validated<T: Element>(
     out.par_chunks_mut(dims.n_q * dims.d_v)
         .enumerate()
         .for_each(|(bh, head_out)| {
-            let inputs = HeadInputs {
+            let job = HeadJob {
                 q: &q_data[bh * q_head..(bh + 1) * q_head],
                 k: &k_data[bh * k_head..(bh + 1) * k_head],
                 v: &v.as_slice()[bh * v_head..(bh + 1) * v_head],
+                cfg,
+                dims: &dims,
+                plan,
+                scale,
+                batch: bh / dims.heads,
+                head: bh % dims.heads,
             };
             head_out
                 .par_chunks_mut(plan.query * dims.d_v)
@@ -188,17 +201,7 @@ fn attend_validated<T: Element>(
                     || Scratch::new(plan),
                     |scratch, (tile, tile_out)| {
                         let first_row = tile * plan.query;
-                        let result = attend_query_tile(
-                            &inputs, cfg, &dims, plan, scale, first_row, tile_out, scratch,
-                        )
-                        .map_err(|mut e| {
-                            if let Some(at) = error_position(&mut e) {
-                                at.batch = bh / dims.heads;
-                                at.head = bh % dims.heads;
-                            }
-                            e
-                        });
-                        if let Err(e) = result {
+                        if let Err(e) = job.attend_query_tile(first_row, tile_out, scratch) {
                             record_first_error(&first_error, e);
                         }
                     },
@@ -210,105 +213,103 @@ fn attend_validated<T: Element>(
     }
 }
 
-fn error_position(e: &mut Error) -> Option<&mut RowPosition> {
+/// Where a row error happened (errors of whole inputs have no position).
+fn error_position(e: &Error) -> Option<(usize, usize, usize)> {
     match e {
         Error::AllScoresZero { at }
         | Error::IllConditionedNormalizer { at, .. }
         | Error::NoVisibleKeys { at }
-        | Error::Overflow { at, .. } => Some(at),
+        | Error::Overflow { at, .. } => Some((at.batch, at.head, at.row)),
         _ => None,
     }
 }
 
 /// Keeps the error of the first row in (batch, head, row) order, so reports are deterministic.
-fn record_first_error(slot: &Mutex<Option<Error>>, mut e: Error) {
-    let key = |e: &mut Error| error_position(e).map(|at| (at.batch, at.head, at.row));
+fn record_first_error(slot: &Mutex<Option<Error>>, e: Error) {
     let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    let replace = match guard.as_mut() {
+    let replace = match guard.as_ref() {
         None => true,
-        Some(old) => key(&mut e) < key(old),
+        Some(old) => error_position(&e) < error_position(old),
     };
     if replace {
         *guard = Some(e);
     }
 }
 
-/// Attention for query rows `first_row ..` of one head; `out` holds exactly those output rows.
-#[allow(clippy::too_many_arguments)]
-fn attend_query_tile<T: Element>(
-    inputs: &HeadInputs<'_, T>,
-    cfg: &AttentionConfig,
-    dims: &Dims,
-    plan: TilePlan,
-    scale: T,
-    first_row: usize,
-    out: &mut [T],
-    scratch: &mut Scratch<T>,
-) -> Result<()> {
-    let Dims { d, d_v, .. } = *dims;
-    let rows = out.len() / d_v;
-    let q_tile = &inputs.q[first_row * d..(first_row + rows) * d];
-    let initial_max = match cfg.kernel {
-        Kernel::Polynomial { .. } => T::ZERO,
-        Kernel::Softmax => T::from_f64(f64::NEG_INFINITY),
-    };
-    scratch.max[..rows].fill(initial_max);
-    scratch.sum[..rows].fill(T::ZERO);
-    scratch.abs_sum[..rows].fill(T::ZERO);
-    let visible = |r: usize| dims.visible_keys(cfg.mask, first_row + r);
-    let key_end = visible(rows - 1);
-    let mut key_start = 0;
-    while key_start < key_end {
-        let cols = plan.key.min(key_end - key_start);
-        let scores = &mut scratch.scores[..rows * cols];
-        let k_tile = &inputs.k[key_start * d..(key_start + cols) * d];
-        gemm_abt(scores, q_tile, k_tile, rows, cols, d, scale);
-        for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-            let len = match cfg.mask {
-                Mask::None => cols,
-                Mask::Causal => visible(r).saturating_sub(key_start).min(cols),
-            };
-            let (vis, hidden) = row.split_at_mut(len);
-            hidden.fill(T::ZERO);
-            if vis.is_empty() {
-                continue;
-            }
-            let acc = &mut out[r * d_v..(r + 1) * d_v];
-            let (m, sum, abs_sum) = (
-                &mut scratch.max[r],
-                &mut scratch.sum[r],
-                &mut scratch.abs_sum[r],
-            );
-            match cfg.kernel {
-                Kernel::Polynomial { degree } => {
-                    update_polynomial_row(vis, degree, m, sum, abs_sum, acc)
+impl<T: Element> HeadJob<'_, T> {
+    /// Attention for query rows `first_row ..` of this head; `out` holds exactly those rows.
+    fn attend_query_tile(
+        &self,
+        first_row: usize,
+        out: &mut [T],
+        scratch: &mut Scratch<T>,
+    ) -> Result<()> {
+        let (cfg, dims, plan) = (self.cfg, self.dims, self.plan);
+        let Dims { d, d_v, .. } = *dims;
+        let rows = out.len() / d_v;
+        let q_tile = &self.q[first_row * d..(first_row + rows) * d];
+        let initial_max = match cfg.kernel {
+            Kernel::Polynomial { .. } => T::ZERO,
+            Kernel::Softmax => T::from_f64(f64::NEG_INFINITY),
+        };
+        scratch.max[..rows].fill(initial_max);
+        scratch.sum[..rows].fill(T::ZERO);
+        scratch.abs_sum[..rows].fill(T::ZERO);
+        let visible = |r: usize| dims.visible_keys(cfg.mask, first_row + r);
+        let key_end = visible(rows - 1);
+        let mut key_start = 0;
+        while key_start < key_end {
+            let cols = plan.key.min(key_end - key_start);
+            let scores = &mut scratch.scores[..rows * cols];
+            let k_tile = &self.k[key_start * d..(key_start + cols) * d];
+            gemm_abt(scores, q_tile, k_tile, rows, cols, d, self.scale);
+            for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
+                let len = match cfg.mask {
+                    Mask::None => cols,
+                    Mask::Causal => visible(r).saturating_sub(key_start).min(cols),
+                };
+                let (vis, hidden) = row.split_at_mut(len);
+                hidden.fill(T::ZERO);
+                if vis.is_empty() {
+                    continue;
                 }
-                Kernel::Softmax => update_softmax_row(vis, m, sum, acc),
+                let acc = &mut out[r * d_v..(r + 1) * d_v];
+                let (m, sum, abs_sum) = (
+                    &mut scratch.max[r],
+                    &mut scratch.sum[r],
+                    &mut scratch.abs_sum[r],
+                );
+                match cfg.kernel {
+                    Kernel::Polynomial { degree } => {
+                        update_polynomial_row(vis, degree, m, sum, abs_sum, acc)
+                    }
+                    Kernel::Softmax => update_softmax_row(vis, m, sum, acc),
+                }
             }
+            let v_tile = &self.v[key_start * d_v..(key_start + cols) * d_v];
+            gemm_add_ab(out, scores, v_tile, rows, d_v, cols);
+            key_start += cols;
         }
-        let v_tile = &inputs.v[key_start * d_v..(key_start + cols) * d_v];
-        gemm_add_ab(out, scores, v_tile, rows, d_v, cols);
-        key_start += cols;
+        for (r, acc) in out.chunks_exact_mut(d_v).enumerate() {
+            let sum = scratch.sum[r].to_f64();
+            let totals = RowTotals {
+                max: scratch.max[r].to_f64(),
+                sum,
+                // Softmax weights are positive: their absolute sum is their sum.
+                abs_sum: match cfg.kernel {
+                    Kernel::Polynomial { .. } => scratch.abs_sum[r].to_f64(),
+                    Kernel::Softmax => sum,
+                },
+            };
+            let at = RowPosition {
+                batch: self.batch,
+                head: self.head,
+                row: first_row + r,
+            };
+            finalize_row(acc, totals, cfg.kernel, cfg.normalization, at)?;
+        }
+        Ok(())
     }
-    for (r, acc) in out.chunks_exact_mut(d_v).enumerate() {
-        let sum = scratch.sum[r].to_f64();
-        let totals = RowTotals {
-            max: scratch.max[r].to_f64(),
-            sum,
-            // Softmax weights are positive: their absolute sum is their sum.
-            abs_sum: match cfg.kernel {
-                Kernel::Polynomial { .. } => scratch.abs_sum[r].to_f64(),
-                Kernel::Softmax => sum,
-            },
-        };
-        let at = RowPosition {
-            batch: 0,
-            head: 0,
-            row: first_row + r,
-        };
-        finalize_row(acc, totals, cfg.kernel, cfg.normalization, at)?;
-    }
-    Ok(())
 }
 
 /// Online step of polynomial attention for one row of one key tile (MATH.md §2.3).

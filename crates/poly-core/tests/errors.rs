@@ -228,3 +228,29 @@ fn odd_degree_cancellation_is_reported_as_ill_conditioned() {
         .is_ok()
     );
 }
+
+#[test]
+fn row_errors_carry_their_batch_and_head() {
+    let mut t = qkv([[2, 3, 70, 4], [2, 3, 900, 4], [2, 3, 900, 2]]);
+    // Query rows 66 and 69 of batch 1, head 2 are zero, so all their scores are zero; the first
+    // (in batch, head, row order) is reported, whichever thread finds which.
+    let mut q = t[0].as_slice().to_vec();
+    for row in [66, 69] {
+        let start = ((3 + 2) * 70 + row) * 4;
+        q[start..start + 4].fill(0.0);
+    }
+    t[0] = Tensor::from_vec([2, 3, 70, 4], q).unwrap();
+    let at = poly_core::RowPosition {
+        batch: 1,
+        head: 2,
+        row: 66,
+    };
+    assert_eq!(
+        run(&t, &AttentionConfig::polynomial(2)),
+        Error::AllScoresZero { at }
+    );
+    assert_eq!(
+        run(&t, &AttentionConfig::polynomial(2).with_mask(Mask::Causal)),
+        Error::AllScoresZero { at }
+    );
+}
