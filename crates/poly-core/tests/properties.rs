@@ -168,14 +168,26 @@ fn json_tensor(value: &serde_json::Value) -> Vec<f64> {
     out
 }
 
+/// A golden file from `../shared/golden/` (the project's shared folder, beside the checkout) or,
+/// where a checkout stands alone, the vendored copy in `tests/golden/`; when both exist they must
+/// agree, so the copy cannot drift.
+fn golden_text(name: &str) -> String {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vendored = std::fs::read_to_string(manifest.join("tests/golden").join(name))
+        .expect("vendored golden file in crates/poly-core/tests/golden/");
+    let shared = manifest.join("../../../shared/golden").join(name);
+    if let Ok(text) = std::fs::read_to_string(shared) {
+        assert_eq!(
+            text, vendored,
+            "tests/golden/{name} differs from ../shared/golden/{name}"
+        );
+    }
+    vendored
+}
+
 #[test]
 fn golden_vectors_of_the_kmz23_jax_implementation() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/golden/kmz23_polynomial_attention.json"
-    );
-    let text = std::fs::read_to_string(path)
-        .expect("golden file ../shared/golden/kmz23_polynomial_attention.json");
+    let text = golden_text("kmz23_polynomial_attention.json");
     let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
     let degree = golden["degree"].as_u64().unwrap() as u32;
     let bias = golden["normalization_bias"].as_f64().unwrap();

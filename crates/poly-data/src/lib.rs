@@ -3,9 +3,11 @@
 //! Reads attention inputs from `.npy` (float32/float64, C or Fortran order) and `.safetensors`
 //! files, converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
 //! `.npy`. Every failure names the file and what is wrong with it. [`synthetic`] makes seeded
-//! test inputs.
+//! test inputs; [`expressivity`] is the Song–Xu–Yin experiment (datasets, network, closed form,
+//! metrics, grid runner).
 
 mod error;
+pub mod expressivity;
 mod loaded;
 mod npy;
 mod safetensors_io;
