@@ -6,7 +6,7 @@ use super::datasets::{Class, RatioDataset, Sample, SelfDataset, sample_seed};
 use super::metrics::{
     best_threshold_accuracy, fixed_threshold_accuracy, roc_auc, standardized_margin,
 };
-use super::network::{NetworkKernel, NetworkWeights, forward};
+use super::network::{NetworkKernel, NetworkWeights, Readout, forward};
 use indicatif::{ProgressBar, ProgressStyle};
 use poly_core::Error;
 use rayon::prelude::*;
@@ -181,7 +181,7 @@ pub fn run_dense(
     );
     let mut cells = Vec::with_capacity(kernels.len());
     for &kernel in kernels {
-        let per_class = |class: Class| -> Result<Vec<Option<(f64, Option<f64>)>>, Error> {
+        let per_class = |class: Class| -> Result<Vec<Option<Readout>>, Error> {
             (0..samples_per_class as u64)
                 .into_par_iter()
                 .map(|i| {
@@ -189,7 +189,7 @@ pub fn run_dense(
                     let result = forward(&sample, n, d, kernel, weights);
                     bar.inc(1);
                     match result {
-                        Ok(r) => Ok(Some((r.t, r.planted_weight))),
+                        Ok(r) => Ok(Some(r)),
                         Err(
                             Error::IllConditionedNormalizer { .. } | Error::AllScoresZero { .. },
                         ) => Ok(None),
@@ -200,9 +200,13 @@ pub fn run_dense(
         };
         let (r0, r1) = (per_class(Class::D0)?, per_class(Class::D1)?);
         let ill = r0.iter().chain(&r1).filter(|r| r.is_none()).count();
-        let t0: Vec<f64> = r0.iter().flatten().map(|r| r.0).collect();
-        let t1: Vec<f64> = r1.iter().flatten().map(|r| r.0).collect();
-        let weights_d1: Vec<f64> = r1.iter().flatten().filter_map(|r| r.1).collect();
+        let t0: Vec<f64> = r0.iter().flatten().map(|r| r.t).collect();
+        let t1: Vec<f64> = r1.iter().flatten().map(|r| r.t).collect();
+        let weights_d1: Vec<f64> = r1
+            .iter()
+            .flatten()
+            .filter_map(|r| r.planted_weight)
+            .collect();
         let planted = (!weights_d1.is_empty())
             .then(|| weights_d1.iter().sum::<f64>() / weights_d1.len() as f64);
         cells.push(finish_cell(
