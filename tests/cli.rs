@@ -320,3 +320,41 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2);
     assert!(stderr.starts_with("error: "));
 }
+
+#[test]
+fn reproduce_quick_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("repro");
+    let (code, stdout, stderr) = polyattn(&["reproduce", "--quick", "--out", s(&out)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("poly16 1.00"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("dataset,n,d,b,kernel"));
+    // 3 sizes × 10 kernels closed form + 7 engine R-ratio cells + 5 R-self cells.
+    assert_eq!(rows.len(), 1 + 30 + 7 + 5);
+    let low = rows
+        .iter()
+        .find(|r| r.starts_with("R-ratio,4096,16,16,poly2,2,closed-form"))
+        .unwrap();
+    let best: f64 = low.split(',').nth(9).unwrap().parse().unwrap();
+    assert!(best <= 0.6, "{low}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Predicted vs measured"));
+    for plot in [
+        "accuracy_vs_degree.svg",
+        "planted_weight_vs_degree.svg",
+        "histograms.svg",
+        "heatmaps.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.len() > 5000, "{plot}");
+        assert!(report.contains(plot));
+    }
+    let (code, _, stderr) = polyattn(&["reproduce", "--quick", "--out", "/proc/nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("/proc/nope"),
+        "{stderr}"
+    );
+}

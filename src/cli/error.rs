@@ -10,12 +10,17 @@ pub enum CliError {
     Data(poly_data::DataError),
     /// The attention inputs or configuration are invalid.
     Attention(poly_core::Error),
+    /// An output file or folder could not be written.
+    Output(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Usage(_) | CliError::Data(_) | CliError::Attention(_) => 2,
+            CliError::Usage(_)
+            | CliError::Data(_)
+            | CliError::Attention(_)
+            | CliError::Output(_) => 2,
         }
     }
 }
@@ -26,6 +31,7 @@ impl fmt::Display for CliError {
             CliError::Usage(msg) => f.write_str(msg),
             CliError::Data(e) => write!(f, "{e}"),
             CliError::Attention(e) => write!(f, "{e}"),
+            CliError::Output(msg) => f.write_str(msg),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod attend;
 mod error;
 mod inputs;
+mod reproduce;
 
 pub use error::CliError;
 
@@ -24,6 +25,18 @@ pub struct Cli {
 pub enum Command {
     /// Attention of Q against K and V, read from .npy files or one .safetensors file.
     Attend(AttendArgs),
+    /// Reproduce Song, Xu, Yin (2023): high-degree polynomial attention separates D0 from D1.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// The quick grid (under a minute on 2 cores) instead of the full one (under 15 minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where results.csv, report.md and the SVG plots go.
+    #[arg(long, default_value = "target/polyattn/reproduction")]
+    pub out: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,5 +129,6 @@ pub struct AttendArgs {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Attend(args) => attend::run(&args),
+        Command::Reproduce(args) => reproduce::run_reproduce(&args),
     }
 }
