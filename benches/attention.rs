@@ -117,10 +117,15 @@ fn summary(all_threads: usize) {
             for t in [all_threads, 1] {
                 if let Some(sec) = median_seconds(&dir, &group, &format!("{name}_t{t}")) {
                     let rate = flops / sec / 1e9;
+                    // Only runs on the GEMM's thread count are comparable to its rate.
+                    let share = if t == all_threads {
+                        format!("{:.1}%", 100.0 * rate / gemm_rate)
+                    } else {
+                        "–".to_owned()
+                    };
                     println!(
-                        "{n:<10} {name:<14} {t:>8} {:>10.2} {rate:>10.1} {:>8.1}%",
-                        sec * 1e3,
-                        100.0 * rate / gemm_rate
+                        "{n:<10} {name:<14} {t:>8} {:>10.2} {rate:>10.1} {share:>9}",
+                        sec * 1e3
                     );
                 }
             }
