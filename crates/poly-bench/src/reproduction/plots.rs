@@ -65,6 +65,20 @@ pub fn write_all(rep: &Reproduction, dir: &Path) -> Result<Vec<(String, String)>
     Ok(out)
 }
 
+/// The legend of a chart's labelled series, boxed, at `position`.
+fn draw_legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 fn polynomial_points(
     cells: &[&CellResult],
     value: impl Fn(&CellResult) -> Option<f64>,
@@ -157,13 +171,7 @@ fn accuracy_vs_degree(rep: &Reproduction, root: &Area) -> Result<(), String> {
             )
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -213,13 +221,7 @@ fn planted_weight_vs_degree(rep: &Reproduction, root: &Area) -> Result<(), Strin
         .map_err(err)?
         .label("engine (mean over D1 samples)")
         .legend(move |(x, y)| Circle::new((x + 10, y), 5, dot.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -290,12 +292,7 @@ fn histograms(rep: &Reproduction, root: &Area) -> Result<(), String> {
                     Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.mix(0.45).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE)
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     Ok(())
 }
