@@ -1,5 +1,5 @@
-//! The two GEMM shapes of the engine, as faer views around row-major slices (sequential: the
-//! engine parallelizes across tiles, never inside a GEMM).
+//! The GEMM shapes of the attention engines, as faer views around row-major slices. All are
+//! sequential (`Par::Seq`): the engines parallelize across tiles and heads, never inside a GEMM.
 
 use crate::element::Element;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -29,6 +29,30 @@ pub fn gemm_add_ab<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usi
     faer::linalg::matmul::matmul(
         MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
         Accum::Add,
+        MatRef::from_row_major_slice(&a[..m * k], m, k),
+        MatRef::from_row_major_slice(&b[..k * n], k, n),
+        T::ONE,
+        Par::Seq,
+    );
+}
+
+/// `dst (m×n) += aᵀ · b` where `a` is `k×m` and `b` is `k×n`: e.g. a block's state `φ(K)ᵀ [V | 1]`.
+pub fn gemm_add_atb<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize) {
+    faer::linalg::matmul::matmul(
+        MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+        Accum::Add,
+        MatRef::from_row_major_slice(&a[..k * m], k, m).transpose(),
+        MatRef::from_row_major_slice(&b[..k * n], k, n),
+        T::ONE,
+        Par::Seq,
+    );
+}
+
+/// `dst (m×n) = a (m×k) · b (k×n)`.
+pub fn gemm_ab<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize) {
+    faer::linalg::matmul::matmul(
+        MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n),
+        Accum::Replace,
         MatRef::from_row_major_slice(&a[..m * k], m, k),
         MatRef::from_row_major_slice(&b[..k * n], k, n),
         T::ONE,

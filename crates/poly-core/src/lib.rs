@@ -19,7 +19,7 @@ mod element;
 mod engine;
 mod error;
 mod flops;
-mod gemm;
+pub mod gemm;
 pub mod kernels;
 mod layernorm;
 mod normalize;
