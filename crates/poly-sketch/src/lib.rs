@@ -7,17 +7,24 @@
 //! * [`FeatureMap`]: the abstraction (built once from a seed, shared by queries and keys);
 //! * [`ExactDegree2`]: `x ⊗ x`, packed — deterministic, exact for `(x·y)²`;
 //! * [`PolySketch`]: the Gaussian-tree sketch of any degree (Kacham, Mirrokni, Zhong; Ahle et al.);
-//! * [`linear_attention`]: the engine — non-causal, and block-causal for any block size.
+//! * [`SelfTensoredSketch`]: `M ⊗ M` of a degree-p/2 PolySketch — non-negative weights;
+//! * [`linear_attention`]: the engine — non-causal, and block-causal for any block size;
+//! * [`DecodingState`]: prefill, then O(m·d_v) per generated token.
 //!
-//! Still to come (issue 3): TensorSketch, Random Maclaurin, FAVOR+, the self-tensored and mixed
-//! (exact local blocks) variants, decoding, and the cross-block parallel scan.
+//! Still to come (issue 3): TensorSketch, Random Maclaurin, FAVOR+, the tensored engine path that
+//! never forms `r²` features inside a block, the mixed variant (exact local blocks), and the
+//! cross-block parallel scan.
 
+mod decoding;
 mod exact2;
 mod feature_map;
 mod linear;
 mod polysketch;
+mod tensored;
 
+pub use decoding::DecodingState;
 pub use exact2::ExactDegree2;
 pub use feature_map::FeatureMap;
 pub use linear::{LinearAttentionConfig, linear_attention};
 pub use polysketch::{PolySketch, SketchScale};
+pub use tensored::SelfTensoredSketch;
