@@ -268,8 +268,8 @@ fn bad_inputs_exit_2_with_one_error_line() {
             "tensor v: non-finite value NaN at index [0, 0, 3, 1]",
         ),
         (
-            with(qkv(&good, &good, &good), &["--kernel", "polysketch"]),
-            "sketched kernels are not available",
+            with(qkv(&good, &good, &good), &["--kernel", "tensorsketch"]),
+            "tensorsketch: not available in this version",
         ),
         (with(qkv(&good, &good, &good), &["--degree", "0"]), "degree"),
         (
@@ -356,5 +356,163 @@ fn reproduce_quick_writes_the_report() {
     assert!(
         stderr.starts_with("error: ") && stderr.contains("/proc/nope"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn sketched_attention_and_features_agree() {
+    let f = Files::new();
+    let (n, d) = (50, 4);
+    let x = random(30, n * d);
+    let xp = f.npy("x.npy", &[n, d], &x);
+    // exact2 with one-plus-sum is exact degree-2 polynomial attention.
+    let out = f.path("exact2.npy");
+    let (code, _, stderr) = polyattn(&[
+        "attend",
+        "--q",
+        &xp,
+        "--k",
+        &xp,
+        "--v",
+        &xp,
+        "--kernel",
+        "exact2",
+        "--causal",
+        "--block",
+        "7",
+        "--norm",
+        "one-plus-sum",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let TensorData::F32(got) = read_npy(&out).unwrap().data else {
+        panic!("f32")
+    };
+    let cfg = AttentionConfig::polynomial(2)
+        .with_mask(Mask::Causal)
+        .with_normalization(Normalization::OnePlusSum(1.0));
+    let want = expected(&x, &x, &x, [1, n, d, d], &cfg);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((*g as f64 - w).abs() < 1e-4, "{g} vs {w}");
+    }
+    // `features` writes the φ that `attend --kernel polysketch` uses for the same seed.
+    let feats = f.path("phi.npy");
+    let (code, _, stderr) = polyattn(&[
+        "features",
+        "--map",
+        "polysketch",
+        "--degree",
+        "4",
+        "--sketch-dim",
+        "8",
+        "--seed",
+        "3",
+        "--x",
+        &xp,
+        "--out",
+        s(&feats),
+        "--dtype",
+        "f64",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let phi = read_npy(&feats).unwrap();
+    assert_eq!(phi.shape, vec![n, 8 * 9 / 2]);
+    let TensorData::F64(phi) = phi.data else {
+        panic!("f64")
+    };
+    let m = 36;
+    let out = f.path("sketch.npy");
+    let (code, _, stderr) = polyattn(&[
+        "attend",
+        "--q",
+        &xp,
+        "--k",
+        &xp,
+        "--v",
+        &xp,
+        "--kernel",
+        "polysketch",
+        "--degree",
+        "4",
+        "--sketch-dim",
+        "8",
+        "--seed",
+        "3",
+        "--norm",
+        "one-plus-sum",
+        "--dtype",
+        "f64",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let TensorData::F64(attended) = read_npy(&out).unwrap().data else {
+        panic!("f64")
+    };
+    for i in 0..n {
+        let mut num = vec![0.0; d];
+        let mut den = 1.0;
+        for j in 0..n {
+            let w: f64 = (0..m).map(|l| phi[i * m + l] * phi[j * m + l]).sum();
+            assert!(w >= -1e-12, "self-tensored weights are non-negative");
+            den += w;
+            for c in 0..d {
+                num[c] += w * x[j * d + c] as f64;
+            }
+        }
+        for c in 0..d {
+            assert!((attended[i * d + c] - num[c] / den).abs() < 1e-9, "{} vs {}", attended[i * d + c], num[c] / den);
+        }
+    }
+    let (code, stdout, _) = polyattn(&[
+        "attend",
+        "--q",
+        &xp,
+        "--k",
+        &xp,
+        "--v",
+        &xp,
+        "--kernel",
+        "polysketch",
+        "--causal",
+        "--repeat",
+        "2",
+    ]);
+    assert_eq!(code, 0);
+    let record: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(record["kernel"], "polysketch");
+    assert!(record["gflop"].as_f64().unwrap() > 0.0);
+    for (args, needle) in [
+        (
+            vec!["--kernel", "exact2", "--degree", "4"],
+            "exactly degree 2",
+        ),
+        (vec!["--kernel", "favor"], "favor: not available"),
+        (
+            vec!["--kernel", "polysketch", "--local-exact"],
+            "--local-exact",
+        ),
+        (vec!["--kernel", "polysketch", "--block", "0"], "--block"),
+        (
+            vec!["--kernel", "polysketch", "--sketch-dim", "0"],
+            "sketch-dim",
+        ),
+    ] {
+        let mut full = vec!["attend", "--q", &xp, "--k", &xp, "--v", &xp];
+        full.extend(args);
+        expect_error(&full, needle);
+    }
+    expect_error(
+        &[
+            "features",
+            "--map",
+            "maclaurin",
+            "--x",
+            &xp,
+            "--out",
+            s(&feats),
+        ],
+        "not available",
     );
 }

@@ -1,18 +1,29 @@
-//! `polyattn attend`: exact polynomial or softmax attention on tensors from files.
+//! `polyattn attend`: exact (poly, softmax) or sketched linear (polysketch, exact2) attention on
+//! tensors from files.
 
 use super::inputs::Inputs;
-use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg};
-use clap::ValueEnum;
+use super::maps::MapSpec;
+use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg, kernel_name};
 use poly_bench::machine::peak_rss_bytes;
 use poly_bench::timing::time_runs;
 use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
     check_inputs, exact_attention_flops,
 };
+use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 use std::num::NonZeroUsize;
 
+/// Default block size of the block-causal algorithm.
+const DEFAULT_BLOCK: usize = 256;
+
+/// What the flags ask for.
+enum Plan {
+    Exact(AttentionConfig),
+    Linear(MapSpec, LinearAttentionConfig),
+}
+
 pub fn run(args: &AttendArgs) -> Result<(), CliError> {
-    let cfg = config(args)?;
+    let plan = plan(args)?;
     let inputs = Inputs::load(args)?;
     let dtype = match args.dtype {
         Some(DtypeArg::F32) => "f32",
@@ -20,73 +31,91 @@ pub fn run(args: &AttendArgs) -> Result<(), CliError> {
         None => inputs.query_dtype(),
     };
     match dtype {
-        "f64" => run_typed::<f64>(args, &cfg, &inputs),
-        _ => run_typed::<f32>(args, &cfg, &inputs),
+        "f64" => run_typed::<f64>(args, &plan, &inputs),
+        _ => run_typed::<f32>(args, &plan, &inputs),
     }
 }
 
-/// The attention configuration the flags describe.
-fn config(args: &AttendArgs) -> Result<AttentionConfig, CliError> {
-    let kernel = match args.kernel {
-        KernelArg::Poly => Kernel::Polynomial {
-            degree: args.degree,
-        },
-        KernelArg::Softmax => Kernel::Softmax,
-        sketched => {
-            return Err(CliError::Usage(format!(
-                "--kernel {}: sketched kernels are not available in this version; \
-                 use --kernel poly or --kernel softmax",
-                sketched
-                    .to_possible_value()
-                    .map(|v| v.get_name().to_owned())
-                    .unwrap_or_default()
-            )));
-        }
-    };
-    let sketch_flags = [
-        ("--sketch-dim", args.sketch_dim.is_some()),
-        ("--seed", args.seed.is_some()),
-        ("--block", args.block.is_some()),
-        ("--local-exact", args.local_exact),
-    ];
-    if let Some((flag, _)) = sketch_flags.iter().find(|(_, given)| *given) {
-        return Err(CliError::Usage(format!(
-            "{flag} only applies to sketched kernels"
-        )));
-    }
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+/// The computation the flags describe, validated before any file is read.
+fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     let threads = match args.threads {
         None => Threads::Global,
         Some(n) => Threads::Exact(
-            NonZeroUsize::new(n)
-                .ok_or_else(|| CliError::Usage("--threads must be at least 1".into()))?,
+            NonZeroUsize::new(n).ok_or_else(|| usage("--threads must be at least 1"))?,
         ),
     };
     if args.repeat == Some(0) {
-        return Err(CliError::Usage("--repeat must be at least 1".into()));
+        return Err(usage("--repeat must be at least 1"));
     }
+    let mask = if args.causal {
+        Mask::Causal
+    } else {
+        Mask::None
+    };
+    let normalization = match args.norm {
+        NormArg::Sum => Normalization::Sum,
+        NormArg::OnePlusSum => Normalization::OnePlusSum(args.norm_bias),
+        NormArg::None => Normalization::None,
+    };
+    let exact_kernel = match args.kernel {
+        KernelArg::Poly => Some(Kernel::Polynomial {
+            degree: args.degree.unwrap_or(4),
+        }),
+        KernelArg::Softmax => Some(Kernel::Softmax),
+        _ => None,
+    };
     let cfg = AttentionConfig {
-        kernel,
-        mask: if args.causal {
-            Mask::Causal
-        } else {
-            Mask::None
-        },
-        normalization: match args.norm {
-            NormArg::Sum => Normalization::Sum,
-            NormArg::OnePlusSum => Normalization::OnePlusSum(args.norm_bias),
-            NormArg::None => Normalization::None,
-        },
+        kernel: exact_kernel.unwrap_or(Kernel::Polynomial {
+            degree: args.degree.unwrap_or(4),
+        }),
+        mask,
+        normalization,
         scale: args.scale,
         layernorm: args.layernorm,
         threads,
     };
     cfg.validate()?;
-    Ok(cfg)
+    if exact_kernel.is_some() {
+        let sketch_flags = [
+            ("--sketch-dim", args.sketch_dim.is_some()),
+            ("--seed", args.seed.is_some()),
+            ("--block", args.block.is_some()),
+            ("--local-exact", args.local_exact),
+        ];
+        if let Some((flag, _)) = sketch_flags.iter().find(|(_, given)| *given) {
+            return Err(usage(format!("{flag} only applies to sketched kernels")));
+        }
+        return Ok(Plan::Exact(cfg));
+    }
+    let spec = MapSpec::from_flags(args.kernel, args.degree, args.sketch_dim, args.seed)
+        .map_err(|e| usage(format!("--kernel {e}")))?;
+    if args.local_exact {
+        return Err(usage(
+            "--local-exact (exact diagonal blocks) is not available in this version",
+        ));
+    }
+    let block = args.block.unwrap_or(DEFAULT_BLOCK);
+    if block == 0 {
+        return Err(usage("--block must be at least 1"));
+    }
+    let linear = LinearAttentionConfig {
+        mask,
+        block,
+        normalization,
+        scale: args.scale,
+        layernorm: args.layernorm,
+        threads,
+    };
+    Ok(Plan::Linear(spec, linear))
 }
 
 fn run_typed<T: Element + npyz::AutoSerialize>(
     args: &AttendArgs,
-    cfg: &AttentionConfig,
+    plan: &Plan,
     inputs: &Inputs,
 ) -> Result<(), CliError> {
     let [q, k, v] = inputs
@@ -94,25 +123,62 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
         .each_ref()
         .map(|(path, t)| t.to_bhnd::<T>(path));
     let (q, k, v) = (q?, k?, v?);
-    let dims = check_inputs(&q.view(), &k.view(), &v.view(), cfg)?;
+    let (dims, threads) = match plan {
+        Plan::Exact(cfg) => (
+            check_inputs(&q.view(), &k.view(), &v.view(), cfg)?,
+            cfg.threads,
+        ),
+        Plan::Linear(_, cfg) => {
+            let shape_only = AttentionConfig::polynomial(1);
+            (
+                check_inputs(&q.view(), &k.view(), &v.view(), &shape_only)?,
+                cfg.threads,
+            )
+        }
+    };
+    // The map is drawn once, outside the timed runs.
+    let map = match plan {
+        Plan::Linear(spec, _) => Some(spec.build::<T>(dims.d)?),
+        Plan::Exact(_) => None,
+    };
     let mut output: Option<Tensor<T>> = None;
     let mut compute = || -> Result<(), poly_core::Error> {
-        output = Some(attention(q.view(), k.view(), v.view(), cfg)?);
+        output = Some(match (plan, &map) {
+            (Plan::Exact(cfg), _) => attention(q.view(), k.view(), v.view(), cfg)?,
+            (Plan::Linear(_, cfg), Some(map)) => {
+                linear_attention(q.view(), k.view(), v.view(), map.as_ref(), cfg)?
+            }
+            (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
+        });
         Ok(())
     };
     match args.repeat {
         None => compute()?,
         Some(repeat) => {
             let timing = time_runs(repeat, compute)?;
-            let gflop = exact_attention_flops(&dims, cfg.mask) / 1e9;
-            let threads = poly_core::run_with_threads(cfg.threads, rayon::current_num_threads)?;
+            let flops = match (plan, &map) {
+                (Plan::Linear(_, cfg), Some(map)) => {
+                    linear_attention_flops(&dims, map.feature_dim(), cfg)
+                }
+                (Plan::Exact(cfg), _) => exact_attention_flops(&dims, cfg.mask),
+                (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
+            };
+            let gflop = flops / 1e9;
+            let degree = match plan {
+                Plan::Exact(AttentionConfig {
+                    kernel: Kernel::Polynomial { degree },
+                    ..
+                }) => Some(*degree),
+                Plan::Exact(_) => None,
+                Plan::Linear(spec, _) => Some(spec.degree),
+            };
             let record = serde_json::json!({
-                "kernel": match cfg.kernel { Kernel::Polynomial { .. } => "poly", Kernel::Softmax => "softmax" },
-                "degree": match cfg.kernel { Kernel::Polynomial { degree } => Some(degree), Kernel::Softmax => None },
-                "causal": cfg.mask == Mask::Causal,
+                "kernel": kernel_name(args.kernel),
+                "degree": degree,
+                "causal": args.causal,
                 "shape": [dims.batch, dims.heads, dims.n_q, dims.n_k, dims.d, dims.d_v],
                 "dtype": T::NAME,
-                "threads": threads,
+                "threads": poly_core::run_with_threads(threads, rayon::current_num_threads)?,
                 "seconds_median": timing.median,
                 "seconds_min": timing.min,
                 "gflop": gflop,

@@ -2,7 +2,9 @@
 
 mod attend;
 mod error;
+mod features;
 mod inputs;
+mod maps;
 mod reproduce;
 
 pub use error::CliError;
@@ -27,8 +29,43 @@ pub struct Cli {
 pub enum Command {
     /// Attention of Q against K and V, read from .npy files or one .safetensors file.
     Attend(AttendArgs),
+    /// Write the feature matrix φ(X) of a sketch, the same φ attention uses for the same seed.
+    Features(FeaturesArgs),
     /// Reproduce Song, Xu, Yin (2023): high-degree polynomial attention separates D0 from D1.
     Reproduce(ReproduceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// The feature map (polysketch: self-tensored for even degrees, the Gaussian tree for odd).
+    #[arg(long, value_enum)]
+    pub map: KernelArg,
+    /// Polynomial degree (default 4; exact2 is degree 2).
+    #[arg(long)]
+    pub degree: Option<u32>,
+    /// Sketch size r (default 32).
+    #[arg(long)]
+    pub sketch_dim: Option<usize>,
+    /// Seed of the sketch (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Input rows: .npy whose last axis is the dimension d.
+    #[arg(long, value_name = "X.npy")]
+    pub x: PathBuf,
+    /// Output: .npy of shape [rows, m].
+    #[arg(long, value_name = "F.npy")]
+    pub out: PathBuf,
+    /// Computation dtype (default: X's).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+}
+
+/// The command-line spelling of a kernel.
+pub fn kernel_name(kernel: KernelArg) -> String {
+    kernel
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 #[derive(Args, Debug)]
@@ -84,9 +121,9 @@ pub struct AttendArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = KernelArg::Poly)]
     pub kernel: KernelArg,
-    /// Polynomial degree.
-    #[arg(long, default_value_t = 4)]
-    pub degree: u32,
+    /// Polynomial degree (default 4; exact2 is degree 2).
+    #[arg(long)]
+    pub degree: Option<u32>,
     #[arg(long, value_enum, default_value_t = NormArg::Sum)]
     pub norm: NormArg,
     /// The constant c of one-plus-sum: o = Σ w v / (c + Σ w).
@@ -101,13 +138,13 @@ pub struct AttendArgs {
     /// Key j is visible to query i iff j <= i + (n_k - n_q).
     #[arg(long)]
     pub causal: bool,
-    /// Sketch size (sketched kernels).
+    /// Sketch size r (sketched kernels; default 32).
     #[arg(long)]
     pub sketch_dim: Option<usize>,
-    /// Seed of the sketch's random draw (sketched kernels).
+    /// Seed of the sketch's random draw (sketched kernels; default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Block size of the block-causal algorithm (sketched kernels).
+    /// Block size of the block-causal algorithm (sketched kernels; default 256).
     #[arg(long)]
     pub block: Option<usize>,
     /// Exact weights on diagonal blocks (sketched kernels).
@@ -132,5 +169,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Attend(args) => attend::run(&args),
         Command::Reproduce(args) => reproduce::run_reproduce(&args),
+        Command::Features(args) => features::run(&args),
     }
 }

@@ -25,6 +25,6 @@ mod tensored;
 pub use decoding::DecodingState;
 pub use exact2::ExactDegree2;
 pub use feature_map::FeatureMap;
-pub use linear::{LinearAttentionConfig, linear_attention};
+pub use linear::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 pub use polysketch::{PolySketch, SketchScale};
 pub use tensored::SelfTensoredSketch;

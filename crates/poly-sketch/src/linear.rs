@@ -8,11 +8,13 @@
 
 use crate::feature_map::FeatureMap;
 use poly_core::gemm::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
+use poly_core::layernorm_rows;
 use poly_core::{
     AttentionConfig, Element, Error, Mask, Normalization, Result, RowPosition, Tensor, TensorRef,
     Threads, check_inputs, run_with_threads,
 };
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Configuration of [`linear_attention`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,6 +25,10 @@ pub struct LinearAttentionConfig {
     /// As for exact attention; with sketched features the normalizer is an estimate, so only a
     /// zero or non-finite one is an error.
     pub normalization: Normalization,
+    /// Multiplies q before the feature map, so homogeneous kernels see `(s·q·k)^p`.
+    pub scale: Option<f64>,
+    /// LayerNorm q and k rows (no affine) before the feature map, as PolySketchFormer does.
+    pub layernorm: bool,
     pub threads: Threads,
 }
 
@@ -32,9 +38,26 @@ impl Default for LinearAttentionConfig {
             mask: Mask::None,
             block: 256,
             normalization: Normalization::OnePlusSum(1.0),
+            scale: None,
+            layernorm: false,
             threads: Threads::Global,
         }
     }
+}
+
+/// FLOPs of linear attention per MATH.md §4 (feature maps not counted): non-causal
+/// `4·n·m·(d_v+1)`, block-causal `2·n·b·(m + d_v + 1) + 4·n·m·(d_v + 1)`, over all heads.
+pub fn linear_attention_flops(
+    dims: &poly_core::Dims,
+    m: usize,
+    cfg: &LinearAttentionConfig,
+) -> f64 {
+    let (n, m, dv1) = (dims.n_q as f64, m as f64, (dims.d_v + 1) as f64);
+    let per_head = match cfg.mask {
+        Mask::None => 2.0 * (dims.n_q + dims.n_k) as f64 * m * dv1,
+        Mask::Causal => 2.0 * n * cfg.block.min(dims.n_q) as f64 * (m + dv1) + 4.0 * n * m * dv1,
+    };
+    dims.batch_heads() as f64 * per_head
 }
 
 /// Attention with weights `⟨φ(q), φ(k)⟩`, in time linear in n.
@@ -50,9 +73,11 @@ pub fn linear_attention<T: Element>(
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
 ) -> Result<Tensor<T>> {
-    let exact_view = AttentionConfig::polynomial(1)
+    // The exact engine's checks cover shapes, finiteness and the parameters shared with it.
+    let mut exact_view = AttentionConfig::polynomial(1)
         .with_mask(cfg.mask)
         .with_normalization(cfg.normalization);
+    exact_view.scale = cfg.scale;
     let dims = check_inputs(&q, &k, &v, &exact_view)?;
     if cfg.block == 0 {
         return Err(Error::InvalidParameter {
@@ -77,14 +102,15 @@ pub fn linear_attention<T: Element>(
     }
     let mut out = Tensor::zeros(dims.output_shape())?;
     let (d, d_v, n_q, n_k) = (dims.d, dims.d_v, dims.n_q, dims.n_k);
+    let (q_data, k_data) = prepare_qk(q.as_slice(), k.as_slice(), d, cfg);
     run_with_threads(cfg.threads, || {
         out.as_mut_slice()
             .par_chunks_mut(n_q * d_v)
             .enumerate()
             .map(|(bh, head_out)| {
                 let head = Head {
-                    q: &q.as_slice()[bh * n_q * d..(bh + 1) * n_q * d],
-                    k: &k.as_slice()[bh * n_k * d..(bh + 1) * n_k * d],
+                    q: &q_data[bh * n_q * d..(bh + 1) * n_q * d],
+                    k: &k_data[bh * n_k * d..(bh + 1) * n_k * d],
                     v: &v.as_slice()[bh * n_k * d_v..(bh + 1) * n_k * d_v],
                     d,
                     d_v,
@@ -103,6 +129,28 @@ pub fn linear_attention<T: Element>(
             .collect::<Result<()>>()
     })??;
     Ok(out)
+}
+
+/// q and k after the optional LayerNorm and scale (borrowed when neither applies).
+fn prepare_qk<'a, T: Element>(
+    q: &'a [T],
+    k: &'a [T],
+    d: usize,
+    cfg: &LinearAttentionConfig,
+) -> (Cow<'a, [T]>, Cow<'a, [T]>) {
+    let (mut q, k): (Cow<[T]>, Cow<[T]>) = if cfg.layernorm {
+        (
+            Cow::Owned(layernorm_rows(q, d)),
+            Cow::Owned(layernorm_rows(k, d)),
+        )
+    } else {
+        (Cow::Borrowed(q), Cow::Borrowed(k))
+    };
+    if let Some(s) = cfg.scale {
+        let s = T::from_f64(s);
+        q.to_mut().iter_mut().for_each(|x| *x *= s);
+    }
+    (q, k)
 }
 
 /// One (batch, head) of the computation.

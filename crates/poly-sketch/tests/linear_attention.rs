@@ -297,3 +297,30 @@ fn bad_inputs_are_errors() {
         Err(Error::AllScoresZero { .. })
     ));
 }
+
+#[test]
+fn scale_and_layernorm_match_the_exact_engine() {
+    let (q, k, v) = (
+        random::<f64>(16, [2, 1, 70, 4]),
+        random::<f64>(17, [2, 1, 70, 4]),
+        random::<f64>(18, [2, 1, 70, 3]),
+    );
+    let map = ExactDegree2::new(4);
+    for mask in [Mask::None, Mask::Causal] {
+        let cfg = LinearAttentionConfig {
+            mask,
+            block: 9,
+            scale: Some(0.3),
+            layernorm: true,
+            ..Default::default()
+        };
+        let linear = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
+        let exact_cfg = AttentionConfig::polynomial(2)
+            .with_mask(mask)
+            .with_normalization(Normalization::OnePlusSum(1.0))
+            .with_scale(0.3)
+            .with_layernorm(true);
+        let exact = attention(q.view(), k.view(), v.view(), &exact_cfg).unwrap();
+        assert!(max_relative(&linear, exact.as_slice()) < 1e-10, "{mask:?}");
+    }
+}

@@ -1,0 +1,48 @@
+//! `polyattn features`: writes the feature matrix φ(X) that attention uses for the same flags.
+
+use super::maps::MapSpec;
+use super::{CliError, DtypeArg, FeaturesArgs};
+use poly_core::Element;
+use poly_data::read_npy;
+
+pub fn run(args: &FeaturesArgs) -> Result<(), CliError> {
+    let spec = MapSpec::from_flags(args.map, args.degree, args.sketch_dim, args.seed)?;
+    let x = read_npy(&args.x)?;
+    let dtype = match args.dtype {
+        Some(DtypeArg::F32) => "f32",
+        Some(DtypeArg::F64) => "f64",
+        None => x.dtype(),
+    };
+    match dtype {
+        "f64" => write_features::<f64>(args, &spec, &x),
+        _ => write_features::<f32>(args, &spec, &x),
+    }
+}
+
+fn write_features<T: Element + npyz::AutoSerialize>(
+    args: &FeaturesArgs,
+    spec: &MapSpec,
+    x: &poly_data::LoadedTensor,
+) -> Result<(), CliError> {
+    let d = match x.shape.last() {
+        Some(&d) if d > 0 && !x.shape.contains(&0) => d,
+        _ => {
+            return Err(CliError::Data(poly_data::DataError::BadRank {
+                path: args.x.clone(),
+                shape: x.shape.clone(),
+            }));
+        }
+    };
+    let data: Vec<T> = x.to_vec();
+    if let Some(i) = data.iter().position(|v| !v.to_f64().is_finite()) {
+        return Err(CliError::Usage(format!(
+            "{}: non-finite value at flat index {i}",
+            args.x.display()
+        )));
+    }
+    let map = spec.build::<T>(d)?;
+    let features = map.map_rows(&data)?;
+    let rows = data.len() / d;
+    poly_data::write_npy(&args.out, &[rows, map.feature_dim()], &features)?;
+    Ok(())
+}
