@@ -462,7 +462,12 @@ fn sketched_attention_and_features_agree() {
             }
         }
         for c in 0..d {
-            assert!((attended[i * d + c] - num[c] / den).abs() < 1e-9, "{} vs {}", attended[i * d + c], num[c] / den);
+            assert!(
+                (attended[i * d + c] - num[c] / den).abs() < 1e-9,
+                "{} vs {}",
+                attended[i * d + c],
+                num[c] / den
+            );
         }
     }
     let (code, stdout, _) = polyattn(&[
