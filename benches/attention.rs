@@ -12,9 +12,11 @@ use poly_bench::criterion_results::{criterion_dir, median_seconds};
 use poly_bench::machine::MachineInfo;
 use poly_bench::roofline::{gemm_flops, gemm_into, gemm_par};
 use poly_core::{
-    AttentionConfig, Mask, Tensor, Threads, attention, check_inputs, exact_attention_flops,
+    AttentionConfig, Mask, Normalization, Tensor, Threads, attention, check_inputs,
+    exact_attention_flops,
 };
 use poly_data::synthetic::uniform;
+use poly_sketch::{DecodingState, FeatureMap, PolySketch, SelfTensoredSketch, SketchScale};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -88,6 +90,34 @@ fn bench(c: &mut Criterion, all_threads: usize) {
     }
 }
 
+/// One decoding step (one token of one head, one thread) after a 4096-token prompt: r = 32,
+/// d = d_v = 64, degree 4, for the self-tensored sketch (m = 528) and the plain tree (m = 32).
+fn bench_decoding(c: &mut Criterion) {
+    let (d, prompt) = (DIM, 4096);
+    let x = uniform::<f32>([1, 1, prompt + 1, d], -1.0, 1.0, 9);
+    let (prompt_rows, token) = x.as_slice().split_at(prompt * d);
+    let tensored = SelfTensoredSketch::<f32>::new(d, 4, 32, 1, SketchScale::Unbiased).unwrap();
+    let plain = PolySketch::<f32>::new(d, 4, 32, 1, SketchScale::Unbiased).unwrap();
+    let maps: [(&str, &dyn FeatureMap<f32>); 2] =
+        [("self_tensored_r32", &tensored), ("polysketch_r32", &plain)];
+    let mut group = c.benchmark_group("decode");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2));
+    for (name, map) in maps {
+        let mut state = DecodingState::new(map, d, Normalization::OnePlusSum(1.0));
+        state.prefill(map, prompt_rows, prompt_rows).unwrap();
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || state.clone(),
+                |mut s| s.step(map, token, token, token).unwrap(),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 /// The ratios of the issue, from the medians criterion just saved.
 fn summary(all_threads: usize) {
     let dir = criterion_dir();
@@ -147,6 +177,7 @@ fn main() {
     let all_threads = rayon::current_num_threads();
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c, all_threads);
+    bench_decoding(&mut c);
     c.final_summary();
     // In `cargo test` mode criterion runs each benchmark once and saves nothing new.
     if std::env::args().any(|a| a == "--bench") {
