@@ -25,12 +25,7 @@ enum Plan {
 pub fn run(args: &AttendArgs) -> Result<(), CliError> {
     let plan = plan(args)?;
     let inputs = Inputs::load(args)?;
-    let dtype = match args.dtype {
-        Some(DtypeArg::F32) => "f32",
-        Some(DtypeArg::F64) => "f64",
-        None => inputs.query_dtype(),
-    };
-    match dtype {
+    match DtypeArg::resolve(args.dtype, inputs.query_dtype()) {
         "f64" => run_typed::<f64>(args, &plan, &inputs),
         _ => run_typed::<f32>(args, &plan, &inputs),
     }
@@ -63,14 +58,14 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     };
     let exact_kernel = match args.kernel {
         KernelArg::Poly => Some(Kernel::Polynomial {
-            degree: args.degree.unwrap_or(4),
+            degree: args.params.degree.unwrap_or(4),
         }),
         KernelArg::Softmax => Some(Kernel::Softmax),
         _ => None,
     };
     let cfg = AttentionConfig {
         kernel: exact_kernel.unwrap_or(Kernel::Polynomial {
-            degree: args.degree.unwrap_or(4),
+            degree: args.params.degree.unwrap_or(4),
         }),
         mask,
         normalization,
@@ -81,8 +76,8 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     cfg.validate()?;
     if exact_kernel.is_some() {
         let sketch_flags = [
-            ("--sketch-dim", args.sketch_dim.is_some()),
-            ("--seed", args.seed.is_some()),
+            ("--sketch-dim", args.params.sketch_dim.is_some()),
+            ("--seed", args.params.seed.is_some()),
             ("--block", args.block.is_some()),
             ("--local-exact", args.local_exact),
         ];
@@ -91,7 +86,7 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
         }
         return Ok(Plan::Exact(cfg));
     }
-    let spec = MapSpec::from_flags(args.kernel, args.degree, args.sketch_dim, args.seed)
+    let spec = MapSpec::from_flags(args.kernel, &args.params)
         .map_err(|e| usage(format!("--kernel {e}")))?;
     if args.local_exact {
         return Err(usage(

@@ -6,14 +6,9 @@ use poly_core::Element;
 use poly_data::read_npy;
 
 pub fn run(args: &FeaturesArgs) -> Result<(), CliError> {
-    let spec = MapSpec::from_flags(args.map, args.degree, args.sketch_dim, args.seed)?;
+    let spec = MapSpec::from_flags(args.map, &args.params)?;
     let x = read_npy(&args.x)?;
-    let dtype = match args.dtype {
-        Some(DtypeArg::F32) => "f32",
-        Some(DtypeArg::F64) => "f64",
-        None => x.dtype(),
-    };
-    match dtype {
+    match DtypeArg::resolve(args.dtype, x.dtype()) {
         "f64" => write_features::<f64>(args, &spec, &x),
         _ => write_features::<f32>(args, &spec, &x),
     }

@@ -1,7 +1,7 @@
 //! The feature maps the CLI offers, built the same way by `attend` and `features`, so that
 //! `features` writes exactly the φ that attention uses for the same flags and seed.
 
-use super::{CliError, KernelArg};
+use super::{CliError, KernelArg, KernelParams};
 use poly_core::Element;
 use poly_sketch::{ExactDegree2, FeatureMap, PolySketch, SelfTensoredSketch, SketchScale};
 
@@ -27,12 +27,12 @@ pub struct MapSpec {
 
 impl MapSpec {
     /// The map named by a `--kernel`/`--map` value and its flags.
-    pub fn from_flags(
-        kind: KernelArg,
-        degree: Option<u32>,
-        sketch_dim: Option<usize>,
-        seed: Option<u64>,
-    ) -> Result<Self, CliError> {
+    pub fn from_flags(kind: KernelArg, params: &KernelParams) -> Result<Self, CliError> {
+        let KernelParams {
+            degree,
+            sketch_dim,
+            seed,
+        } = *params;
         let kind = match kind {
             KernelArg::Polysketch => MapKind::PolySketch,
             KernelArg::Exact2 => MapKind::Exact2,

@@ -40,15 +40,8 @@ pub struct FeaturesArgs {
     /// The feature map (polysketch: self-tensored for even degrees, the Gaussian tree for odd).
     #[arg(long, value_enum)]
     pub map: KernelArg,
-    /// Polynomial degree (default 4; exact2 is degree 2).
-    #[arg(long)]
-    pub degree: Option<u32>,
-    /// Sketch size r (default 32).
-    #[arg(long)]
-    pub sketch_dim: Option<usize>,
-    /// Seed of the sketch (default 0).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub params: KernelParams,
     /// Input rows: .npy whose last axis is the dimension d.
     #[arg(long, value_name = "X.npy")]
     pub x: PathBuf,
@@ -58,6 +51,31 @@ pub struct FeaturesArgs {
     /// Computation dtype (default: X's).
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
+}
+
+/// The degree and sketch flags shared by `attend` and `features`.
+#[derive(Args, Debug)]
+pub struct KernelParams {
+    /// Polynomial degree (default 4; exact2 is degree 2).
+    #[arg(long)]
+    pub degree: Option<u32>,
+    /// Sketch size r (sketched kernels; default 32).
+    #[arg(long)]
+    pub sketch_dim: Option<usize>,
+    /// Seed of the sketch's random draw (sketched kernels; default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl DtypeArg {
+    /// The computation dtype: the flag if given, else the dtype stored in the input file.
+    pub fn resolve(flag: Option<DtypeArg>, file_dtype: &'static str) -> &'static str {
+        match flag {
+            Some(DtypeArg::F32) => "f32",
+            Some(DtypeArg::F64) => "f64",
+            None => file_dtype,
+        }
+    }
 }
 
 /// The command-line spelling of a kernel.
@@ -121,9 +139,8 @@ pub struct AttendArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = KernelArg::Poly)]
     pub kernel: KernelArg,
-    /// Polynomial degree (default 4; exact2 is degree 2).
-    #[arg(long)]
-    pub degree: Option<u32>,
+    #[command(flatten)]
+    pub params: KernelParams,
     #[arg(long, value_enum, default_value_t = NormArg::Sum)]
     pub norm: NormArg,
     /// The constant c of one-plus-sum: o = Σ w v / (c + Σ w).
@@ -138,12 +155,6 @@ pub struct AttendArgs {
     /// Key j is visible to query i iff j <= i + (n_k - n_q).
     #[arg(long)]
     pub causal: bool,
-    /// Sketch size r (sketched kernels; default 32).
-    #[arg(long)]
-    pub sketch_dim: Option<usize>,
-    /// Seed of the sketch's random draw (sketched kernels; default 0).
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Block size of the block-causal algorithm (sketched kernels; default 256).
     #[arg(long)]
     pub block: Option<usize>,
