@@ -12,7 +12,22 @@ fn main() {
         eprintln!("error: internal failure: {info}");
         std::process::exit(1);
     }));
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // The contract is one line `error: ...`; clap's usage lines and tips follow it.
+            let rendered = e.to_string();
+            eprintln!(
+                "{}",
+                rendered
+                    .lines()
+                    .next()
+                    .unwrap_or("error: invalid arguments")
+            );
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = cli::run(args) {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());

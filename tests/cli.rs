@@ -316,9 +316,19 @@ fn bad_inputs_exit_2_with_one_error_line() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let (code, _, stderr) = polyattn(&["attend", "--kernel", "nonsense"]);
-    assert_eq!(code, 2);
-    assert!(stderr.starts_with("error: "));
+    for args in [
+        &["attend", "--kernel", "nonsense"][..],
+        &["attend", "--bogus"],
+        &["frobnicate"],
+    ] {
+        let (code, _, stderr) = polyattn(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let (code, stdout, _) = polyattn(&["attend", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("--sketch-dim"));
 }
 
 #[test]
