@@ -3,6 +3,7 @@
 //! normalized by its last column. Each step costs `O(m·d_v)` plus one feature map, whatever t.
 
 use crate::feature_map::FeatureMap;
+use crate::linear::normalize_row;
 use poly_core::{Element, Error, Normalization, Result, RowPosition};
 
 /// The running state of one head.
@@ -74,6 +75,7 @@ impl<T: Element> DecodingState<T> {
         }
         self.prefill(map, k, v)?;
         let a = map.map_rows(q)?;
+        // φ(q)ᵀ Z in f64: one row, so the extra precision costs nothing.
         let dv1 = self.d_v + 1;
         let mut y = vec![0.0f64; dv1];
         for (l, &al) in a.iter().enumerate() {
@@ -86,28 +88,9 @@ impl<T: Element> DecodingState<T> {
             head: 0,
             row: self.tokens - 1,
         };
-        let den = match self.normalization {
-            Normalization::None => 1.0,
-            Normalization::Sum => y[self.d_v],
-            Normalization::OnePlusSum(c) => c + y[self.d_v],
-        };
-        if den == 0.0 {
-            return Err(Error::AllScoresZero { at });
-        }
-        y[..self.d_v]
-            .iter()
-            .map(|x| {
-                let o = T::from_f64(x / den);
-                if o.to_f64().is_finite() {
-                    Ok(o)
-                } else {
-                    Err(Error::Overflow {
-                        at,
-                        what: "the decoded output",
-                    })
-                }
-            })
-            .collect()
+        let mut out = vec![T::ZERO; self.d_v];
+        normalize_row(&y, self.normalization, at, &mut out)?;
+        Ok(out)
     }
 
     fn check_rows(&self, k: &[T], v: &[T]) -> Result<usize> {

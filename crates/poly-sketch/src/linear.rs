@@ -264,26 +264,38 @@ impl<T: Element> Head<'_, T> {
                 head: self.head,
                 row: first_row + r,
             };
-            let den = row[self.d_v].to_f64()
-                + match self.cfg.normalization {
-                    Normalization::OnePlusSum(c) => c,
-                    _ => 0.0,
-                };
-            let scale = match self.cfg.normalization {
-                Normalization::None => 1.0,
-                _ if den == 0.0 => return Err(Error::AllScoresZero { at }),
-                _ => 1.0 / den,
-            };
-            for (o, x) in o.iter_mut().zip(&row[..self.d_v]) {
-                *o = T::from_f64(x.to_f64() * scale);
-                if !o.to_f64().is_finite() {
-                    return Err(Error::Overflow {
-                        at,
-                        what: "the linear-attention output",
-                    });
-                }
-            }
+            normalize_row(row, self.cfg.normalization, at, o)?;
         }
         Ok(())
     }
+}
+
+/// One row `[Σ w v | Σ w]` → its output: the single definition of the normalizations for linear
+/// attention, shared by the engine and decoding. With sketched features the normalizer is an
+/// estimate, so only a zero one (`Sum`/`OnePlusSum`) or a non-finite output is an error.
+pub(crate) fn normalize_row<A: Element, T: Element>(
+    row: &[A],
+    normalization: Normalization,
+    at: RowPosition,
+    out: &mut [T],
+) -> Result<()> {
+    let (num, sum) = row.split_at(out.len());
+    let den = match normalization {
+        Normalization::None => 1.0,
+        Normalization::Sum => sum[0].to_f64(),
+        Normalization::OnePlusSum(c) => c + sum[0].to_f64(),
+    };
+    if den == 0.0 {
+        return Err(Error::AllScoresZero { at });
+    }
+    for (o, x) in out.iter_mut().zip(num) {
+        *o = T::from_f64(x.to_f64() / den);
+        if !o.to_f64().is_finite() {
+            return Err(Error::Overflow {
+                at,
+                what: "the linear-attention output",
+            });
+        }
+    }
+    Ok(())
 }
