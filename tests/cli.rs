@@ -518,6 +518,21 @@ fn sketched_attention_and_features_agree() {
         full.extend(args);
         expect_error(&full, needle);
     }
+    let mut with_nan = x.clone();
+    with_nan[9] = f32::NAN;
+    let nan = f.npy("nan.npy", &[n, d], &with_nan);
+    expect_error(
+        &[
+            "features",
+            "--map",
+            "exact2",
+            "--x",
+            &nan,
+            "--out",
+            s(&feats),
+        ],
+        "NaN at row 2, column 1",
+    );
     expect_error(
         &[
             "features",

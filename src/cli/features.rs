@@ -29,12 +29,6 @@ fn write_features<T: Element + npyz::AutoSerialize>(
         }
     };
     let data: Vec<T> = x.to_vec();
-    if let Some(i) = data.iter().position(|v| !v.to_f64().is_finite()) {
-        return Err(CliError::Usage(format!(
-            "{}: non-finite value at flat index {i}",
-            args.x.display()
-        )));
-    }
     let map = spec.build::<T>(d)?;
     let features = map.map_rows(&data)?;
     let rows = data.len() / d;

@@ -2,7 +2,7 @@
 //! `Z_t = Σ_{j≤t} φ(k_j) [v_j | 1]ᵀ` (`m × (d_v+1)`); the output of token t is `φ(q_t)ᵀ Z_t`,
 //! normalized by its last column. Each step costs `O(m·d_v)` plus one feature map, whatever t.
 
-use crate::feature_map::FeatureMap;
+use crate::feature_map::{FeatureMap, check_finite};
 use crate::linear::normalize_row;
 use poly_core::{Element, Error, Normalization, Result, RowPosition};
 
@@ -46,6 +46,8 @@ impl<T: Element> DecodingState<T> {
     /// Lengths that are not whole rows of the same count.
     pub fn prefill(&mut self, map: &dyn FeatureMap<T>, k: &[T], v: &[T]) -> Result<()> {
         let rows = self.check_rows(k, v)?;
+        // Keys are checked by `map_rows`; a non-finite value would poison the state for good.
+        check_finite(v, self.d_v, "decoding value")?;
         let features = map.map_rows(k)?;
         let dv1 = self.d_v + 1;
         for (f, v) in features.chunks_exact(self.m).zip(v.chunks_exact(self.d_v)) {

@@ -95,3 +95,21 @@ fn decoding_rejects_wrong_lengths() {
     assert!(state.step(&map, &[0.0; 3], &[0.0; 4], &[0.0; 3]).is_err());
     assert!(state.step(&map, &[0.0; 4], &[0.0; 4], &[0.0; 2]).is_err());
 }
+
+#[test]
+fn non_finite_inputs_are_errors_not_nan_features() {
+    let map = PolySketch::<f64>::new(4, 2, 8, 1, SketchScale::Unbiased).unwrap();
+    let mut x = random(3, 12);
+    x[6] = f64::NAN;
+    let err = map.map_rows(&x).unwrap_err();
+    assert!(err.to_string().contains("row 1, column 2"), "{err}");
+    let mut state = DecodingState::new(&map, 2, Normalization::OnePlusSum(1.0));
+    let k = random(4, 4);
+    assert!(state.prefill(&map, &k, &[1.0, f64::INFINITY]).is_err());
+    assert!(state.is_empty());
+    assert!(
+        state
+            .step(&map, &k, &[f64::NAN, 0.0, 0.0, 0.0], &[1.0, 2.0])
+            .is_err()
+    );
+}
