@@ -12,11 +12,12 @@ use poly_bench::criterion_results::{criterion_dir, median_seconds};
 use poly_bench::machine::MachineInfo;
 use poly_bench::roofline::{gemm_flops, gemm_into, gemm_par};
 use poly_core::{
-    AttentionConfig, Mask, Normalization, Tensor, Threads, attention, check_inputs,
-    exact_attention_flops,
+    AttentionConfig, Mask, Tensor, Threads, attention, check_inputs, exact_attention_flops,
 };
 use poly_data::synthetic::uniform;
-use poly_sketch::{DecodingState, FeatureMap, PolySketch, SelfTensoredSketch, SketchScale};
+use poly_sketch::{
+    DecodingState, FeatureMap, LinearAttentionConfig, PolySketch, SelfTensoredSketch, SketchScale,
+};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -105,12 +106,16 @@ fn bench_decoding(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2));
     for (name, map) in maps {
-        let mut state = DecodingState::new(map, d, Normalization::OnePlusSum(1.0));
-        state.prefill(map, prompt_rows, prompt_rows).unwrap();
+        let cfg = LinearAttentionConfig {
+            mask: Mask::Causal,
+            ..Default::default()
+        };
+        let mut state = DecodingState::new(map, d, &cfg).unwrap();
+        state.prefill(prompt_rows, prompt_rows).unwrap();
         group.bench_function(name, |b| {
             b.iter_batched(
                 || state.clone(),
-                |mut s| s.step(map, token, token, token).unwrap(),
+                |mut s| s.step(token, token, token).unwrap(),
                 criterion::BatchSize::SmallInput,
             )
         });

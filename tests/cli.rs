@@ -268,8 +268,18 @@ fn bad_inputs_exit_2_with_one_error_line() {
             "tensor v: non-finite value NaN at index [0, 0, 3, 1]",
         ),
         (
-            with(qkv(&good, &good, &good), &["--kernel", "tensorsketch"]),
-            "tensorsketch: not available in this version",
+            with(
+                qkv(&good, &good, &good),
+                &["--kernel", "favor", "--degree", "2"],
+            ),
+            "favor approximates softmax",
+        ),
+        (
+            with(
+                qkv(&good, &good, &good),
+                &["--kernel", "favor", "--norm", "one-plus-sum"],
+            ),
+            "Sum",
         ),
         (with(qkv(&good, &good, &good), &["--degree", "0"]), "degree"),
         (
@@ -406,33 +416,8 @@ fn sketched_attention_and_features_agree() {
     for (g, w) in got.iter().zip(&want) {
         assert!((*g as f64 - w).abs() < 1e-4, "{g} vs {w}");
     }
-    // `features` writes the φ that `attend --kernel polysketch` uses for the same seed.
-    let feats = f.path("phi.npy");
-    let (code, _, stderr) = polyattn(&[
-        "features",
-        "--map",
-        "polysketch",
-        "--degree",
-        "4",
-        "--sketch-dim",
-        "8",
-        "--seed",
-        "3",
-        "--x",
-        &xp,
-        "--out",
-        s(&feats),
-        "--dtype",
-        "f64",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let phi = read_npy(&feats).unwrap();
-    assert_eq!(phi.shape, vec![n, 8 * 9 / 2]);
-    let TensorData::F64(phi) = phi.data else {
-        panic!("f64")
-    };
-    let m = 36;
-    let out = f.path("sketch.npy");
+    // The mixed variant with one block covering the sequence is exact degree-4 attention.
+    let out = f.path("mixed.npy");
     let (code, _, stderr) = polyattn(&[
         "attend",
         "--q",
@@ -443,41 +428,95 @@ fn sketched_attention_and_features_agree() {
         &xp,
         "--kernel",
         "polysketch",
-        "--degree",
-        "4",
-        "--sketch-dim",
-        "8",
-        "--seed",
-        "3",
+        "--causal",
+        "--local-exact",
+        "--block",
+        "64",
         "--norm",
         "one-plus-sum",
-        "--dtype",
-        "f64",
         "--out",
         s(&out),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let TensorData::F64(attended) = read_npy(&out).unwrap().data else {
-        panic!("f64")
+    let TensorData::F32(got) = read_npy(&out).unwrap().data else {
+        panic!("f32")
     };
-    for i in 0..n {
-        let mut num = vec![0.0; d];
-        let mut den = 1.0;
-        for j in 0..n {
-            let w: f64 = (0..m).map(|l| phi[i * m + l] * phi[j * m + l]).sum();
-            assert!(w >= -1e-12, "self-tensored weights are non-negative");
-            den += w;
-            for c in 0..d {
-                num[c] += w * x[j * d + c] as f64;
-            }
+    let cfg = AttentionConfig::polynomial(4)
+        .with_mask(Mask::Causal)
+        .with_normalization(Normalization::OnePlusSum(1.0));
+    let want = expected(&x, &x, &x, [1, n, d, d], &cfg);
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (*g as f64 - w).abs() < 1e-4 * w.abs().max(1.0),
+            "{g} vs {w}"
+        );
+    }
+    // `features` writes the φ that `attend --kernel K` uses for the same seed, for every map.
+    for (kernel, degree, dim, norm, bias) in [
+        ("polysketch", Some("4"), "8", "one-plus-sum", 1.0),
+        ("tensorsketch", Some("3"), "16", "one-plus-sum", 1.0),
+        ("maclaurin", Some("2"), "16", "one-plus-sum", 1.0),
+        ("favor", None, "16", "sum", 0.0),
+    ] {
+        let mut flags = vec!["--sketch-dim", dim, "--seed", "3", "--dtype", "f64"];
+        if let Some(degree) = degree {
+            flags.extend(["--degree", degree]);
         }
-        for c in 0..d {
-            assert!(
-                (attended[i * d + c] - num[c] / den).abs() < 1e-9,
-                "{} vs {}",
-                attended[i * d + c],
-                num[c] / den
-            );
+        let feats = f.path(&format!("phi_{kernel}.npy"));
+        let mut args = vec!["features", "--map", kernel, "--x", &xp, "--out", s(&feats)];
+        args.extend(&flags);
+        let (code, _, stderr) = polyattn(&args);
+        assert_eq!(code, 0, "{kernel}: {stderr}");
+        let phi = read_npy(&feats).unwrap();
+        let m = phi.shape[1];
+        assert_eq!(phi.shape[0], n);
+        let TensorData::F64(phi) = phi.data else {
+            panic!("f64")
+        };
+        let out = f.path(&format!("attn_{kernel}.npy"));
+        let mut args = vec![
+            "attend",
+            "--q",
+            &xp,
+            "--k",
+            &xp,
+            "--v",
+            &xp,
+            "--kernel",
+            kernel,
+            "--norm",
+            norm,
+            "--out",
+            s(&out),
+        ];
+        args.extend(&flags);
+        let (code, _, stderr) = polyattn(&args);
+        assert_eq!(code, 0, "{kernel}: {stderr}");
+        let TensorData::F64(attended) = read_npy(&out).unwrap().data else {
+            panic!("f64")
+        };
+        for i in 0..n {
+            let mut num = vec![0.0; d];
+            let (mut den, mut magnitude) = (bias, bias);
+            for j in 0..n {
+                let w: f64 = (0..m).map(|l| phi[i * m + l] * phi[j * m + l]).sum();
+                if kernel == "polysketch" {
+                    assert!(w >= -1e-12, "self-tensored weights are non-negative");
+                }
+                den += w;
+                magnitude += w.abs();
+                for c in 0..d {
+                    num[c] += w * x[j * d + c] as f64;
+                }
+            }
+            for c in 0..d {
+                let want = num[c] / den;
+                assert!(
+                    (attended[i * d + c] - want).abs() < 1e-9 * magnitude / den.abs(),
+                    "{kernel} row {i}: {} vs {want}",
+                    attended[i * d + c],
+                );
+            }
         }
     }
     let (code, stdout, _) = polyattn(&[
@@ -503,10 +542,14 @@ fn sketched_attention_and_features_agree() {
             vec!["--kernel", "exact2", "--degree", "4"],
             "exactly degree 2",
         ),
-        (vec!["--kernel", "favor"], "favor: not available"),
+        (vec!["--kernel", "poly", "--block", "8"], "only applies"),
         (
             vec!["--kernel", "polysketch", "--local-exact"],
-            "--local-exact",
+            "needs --causal",
+        ),
+        (
+            vec!["--kernel", "favor", "--causal", "--local-exact"],
+            "not available with favor",
         ),
         (vec!["--kernel", "polysketch", "--block", "0"], "--block"),
         (
@@ -521,6 +564,7 @@ fn sketched_attention_and_features_agree() {
     let mut with_nan = x.clone();
     with_nan[9] = f32::NAN;
     let nan = f.npy("nan.npy", &[n, d], &with_nan);
+    let feats = f.path("phi.npy");
     expect_error(
         &[
             "features",
@@ -534,15 +578,7 @@ fn sketched_attention_and_features_agree() {
         "NaN at row 2, column 1",
     );
     expect_error(
-        &[
-            "features",
-            "--map",
-            "maclaurin",
-            "--x",
-            &xp,
-            "--out",
-            s(&feats),
-        ],
-        "not available",
+        &["features", "--map", "poly", "--x", &xp, "--out", s(&feats)],
+        "not a feature map",
     );
 }

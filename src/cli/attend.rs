@@ -1,8 +1,8 @@
-//! `polyattn attend`: exact (poly, softmax) or sketched linear (polysketch, exact2) attention on
-//! tensors from files.
+//! `polyattn attend`: exact (poly, softmax) or sketched linear (polysketch, tensorsketch,
+//! maclaurin, favor, exact2) attention on tensors from files.
 
 use super::inputs::Inputs;
-use super::maps::MapSpec;
+use super::maps::map_spec;
 use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg, kernel_name};
 use poly_bench::machine::peak_rss_bytes;
 use poly_bench::timing::time_runs;
@@ -10,6 +10,7 @@ use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
     check_inputs, exact_attention_flops,
 };
+use poly_sketch::MapSpec;
 use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 use std::num::NonZeroUsize;
 
@@ -86,11 +87,15 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
         }
         return Ok(Plan::Exact(cfg));
     }
-    let spec = MapSpec::from_flags(args.kernel, &args.params)
-        .map_err(|e| usage(format!("--kernel {e}")))?;
-    if args.local_exact {
+    let spec = map_spec(args.kernel, &args.params)?;
+    if args.local_exact && !args.causal {
         return Err(usage(
-            "--local-exact (exact diagonal blocks) is not available in this version",
+            "--local-exact makes the diagonal blocks exact: it needs --causal",
+        ));
+    }
+    if args.local_exact && spec.kind == poly_sketch::MapKind::Favor {
+        return Err(usage(
+            "--local-exact uses exact polynomial weights: not available with favor (softmax)",
         ));
     }
     let block = args.block.unwrap_or(DEFAULT_BLOCK);
@@ -103,6 +108,7 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
         normalization,
         scale: args.scale,
         layernorm: args.layernorm,
+        local_exact: args.local_exact,
         threads,
     };
     Ok(Plan::Linear(spec, linear))
@@ -153,7 +159,7 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
             let timing = time_runs(repeat, compute)?;
             let flops = match (plan, &map) {
                 (Plan::Linear(_, cfg), Some(map)) => {
-                    linear_attention_flops(&dims, map.feature_dim(), cfg)
+                    linear_attention_flops(&dims, map.as_ref(), cfg)
                 }
                 (Plan::Exact(cfg), _) => exact_attention_flops(&dims, cfg.mask),
                 (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
@@ -165,6 +171,7 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
                     ..
                 }) => Some(*degree),
                 Plan::Exact(_) => None,
+                Plan::Linear(spec, _) if spec.kind == poly_sketch::MapKind::Favor => None,
                 Plan::Linear(spec, _) => Some(spec.degree),
             };
             let record = serde_json::json!({

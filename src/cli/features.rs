@@ -1,12 +1,13 @@
 //! `polyattn features`: writes the feature matrix φ(X) that attention uses for the same flags.
 
-use super::maps::MapSpec;
+use super::maps::map_spec;
 use super::{CliError, DtypeArg, FeaturesArgs};
 use poly_core::Element;
 use poly_data::read_npy;
+use poly_sketch::MapSpec;
 
 pub fn run(args: &FeaturesArgs) -> Result<(), CliError> {
-    let spec = MapSpec::from_flags(args.map, &args.params)?;
+    let spec = map_spec(args.map, &args.params)?;
     let x = read_npy(&args.x)?;
     match DtypeArg::resolve(args.dtype, x.dtype()) {
         "f64" => write_features::<f64>(args, &spec, &x),

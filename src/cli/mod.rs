@@ -56,10 +56,11 @@ pub struct FeaturesArgs {
 /// The degree and sketch flags shared by `attend` and `features`.
 #[derive(Args, Debug)]
 pub struct KernelParams {
-    /// Polynomial degree (default 4; exact2 is degree 2).
+    /// Polynomial degree (default 4; exact2 is degree 2; favor approximates softmax).
     #[arg(long)]
     pub degree: Option<u32>,
-    /// Sketch size r (sketched kernels; default 32).
+    /// Sketch size: r for polysketch (default 32; even degrees use r(r+1)/2 features), the
+    /// feature count for tensorsketch, maclaurin and favor (default 256).
     #[arg(long)]
     pub sketch_dim: Option<usize>,
     /// Seed of the sketch's random draw (sketched kernels; default 0).

@@ -33,7 +33,7 @@ pub use element::Element;
 pub use engine::{KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, run_with_threads};
 pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{exact_attention_flops, visible_pairs};
-pub use layernorm::layernorm_rows;
+pub use layernorm::{layernorm_in_place, layernorm_rows};
 pub use reference::reference_attention;
 pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
 pub use validate::{Dims, check_inputs};

@@ -1,34 +1,101 @@
 //! Token-by-token decoding (MATH.md §4.4): the state after t tokens is
 //! `Z_t = Σ_{j≤t} φ(k_j) [v_j | 1]ᵀ` (`m × (d_v+1)`); the output of token t is `φ(q_t)ᵀ Z_t`,
 //! normalized by its last column. Each step costs `O(m·d_v)` plus one feature map, whatever t.
+//!
+//! The state follows the engine's configuration: LayerNorm and scale are applied to each token as
+//! [`crate::linear_attention`] applies them, and the mixed variant keeps the raw keys and values of
+//! the current partial block (exact `(q·k)^p` weights) and folds them into `Z` when the block
+//! closes, so decoding reproduces the block-causal engine at every position.
 
 use crate::feature_map::{FeatureMap, check_finite};
-use crate::linear::normalize_row;
-use poly_core::{Element, Error, Normalization, Result, RowPosition};
+use crate::linear::{LinearAttentionConfig, normalize_row};
+use poly_core::kernels::powi;
+use poly_core::{Element, Error, Normalization, Result, RowPosition, layernorm_in_place};
 
-/// The running state of one head.
-#[derive(Clone, Debug)]
-pub struct DecodingState<T> {
+/// The running state of one head, bound to the feature map it was built with.
+#[derive(Clone)]
+pub struct DecodingState<'m, T: Element> {
+    map: &'m dyn FeatureMap<T>,
     d: usize,
     d_v: usize,
     m: usize,
+    /// `Z`: `m × (d_v + 1)`, row-major.
     state: Vec<T>,
     tokens: usize,
     normalization: Normalization,
+    layernorm: bool,
+    scale: Option<T>,
+    /// The mixed variant: exact weights of this degree inside blocks of `block` tokens.
+    local: Option<(u32, usize)>,
+    /// Prepared keys and `[v | 1]` rows of the current partial block (mixed variant only).
+    partial_keys: Vec<T>,
+    partial_values: Vec<T>,
+    /// One token's prepared input and features, reused by every step.
+    x: Vec<T>,
+    features: Vec<T>,
+    y: Vec<T>,
 }
 
-impl<T: Element> DecodingState<T> {
-    /// An empty state for inputs of dimension `map.input_dim()` and values of dimension `d_v`.
-    pub fn new(map: &dyn FeatureMap<T>, d_v: usize, normalization: Normalization) -> Self {
-        let m = map.feature_dim();
-        DecodingState {
-            d: map.input_dim(),
+impl<'m, T: Element> DecodingState<'m, T> {
+    /// An empty state for values of dimension `d_v`, with the normalization, LayerNorm, scale and
+    /// mixed variant of `cfg` (its mask, block size when not mixed, and threads do not apply).
+    ///
+    /// # Errors
+    /// `d_v = 0`; the mixed variant with a non-polynomial map or block 0; a map that needs `Sum`
+    /// normalization under another one.
+    pub fn new(
+        map: &'m dyn FeatureMap<T>,
+        d_v: usize,
+        cfg: &LinearAttentionConfig,
+    ) -> Result<Self> {
+        let invalid = |name, value: String, expected| Error::InvalidParameter {
+            name,
+            value,
+            expected,
+        };
+        if d_v == 0 {
+            return Err(invalid("d_v", "0".into(), "a value dimension ≥ 1"));
+        }
+        let local = if cfg.local_exact {
+            let degree = map.polynomial_degree().ok_or_else(|| {
+                invalid(
+                    "local-exact",
+                    "a map of a non-polynomial kernel".into(),
+                    "a polynomial feature map",
+                )
+            })?;
+            if cfg.block == 0 {
+                return Err(invalid("block", "0".into(), "a block size ≥ 1"));
+            }
+            Some((degree, cfg.block))
+        } else {
+            None
+        };
+        if map.requires_sum_normalization() && cfg.normalization != Normalization::Sum {
+            return Err(invalid(
+                "normalization",
+                format!("{:?}", cfg.normalization),
+                "Sum: this map rescales query rows, which only Sum normalization cancels",
+            ));
+        }
+        let (d, m) = (map.input_dim(), map.feature_dim());
+        Ok(DecodingState {
+            map,
+            d,
             d_v,
             m,
             state: vec![T::ZERO; m * (d_v + 1)],
             tokens: 0,
-            normalization,
-        }
+            normalization: cfg.normalization,
+            layernorm: cfg.layernorm,
+            scale: cfg.scale.map(T::from_f64),
+            local,
+            partial_keys: Vec::new(),
+            partial_values: Vec::new(),
+            x: vec![T::ZERO; d],
+            features: vec![T::ZERO; m],
+            y: vec![T::ZERO; d_v + 1],
+        })
     }
 
     /// Tokens absorbed so far.
@@ -43,59 +110,9 @@ impl<T: Element> DecodingState<T> {
     /// Absorbs the keys and values of a prompt (`rows × d` and `rows × d_v`).
     ///
     /// # Errors
-    /// Lengths that are not whole rows of the same count.
-    pub fn prefill(&mut self, map: &dyn FeatureMap<T>, k: &[T], v: &[T]) -> Result<()> {
-        let rows = self.check_rows(k, v)?;
-        // Keys are checked by `map_rows`; a non-finite value would poison the state for good.
-        check_finite(v, self.d_v, "decoding value")?;
-        let features = map.map_rows(k)?;
-        let dv1 = self.d_v + 1;
-        for (f, v) in features.chunks_exact(self.m).zip(v.chunks_exact(self.d_v)) {
-            for (l, &fl) in f.iter().enumerate() {
-                let row = &mut self.state[l * dv1..(l + 1) * dv1];
-                for (z, &x) in row.iter_mut().zip(v) {
-                    *z += fl * x;
-                }
-                row[self.d_v] += fl;
-            }
-        }
-        self.tokens += rows;
-        Ok(())
-    }
-
-    /// Absorbs one token's `k`, `v` and returns the output for its query `q`.
-    ///
-    /// # Errors
-    /// Wrong lengths; a zero normalizer (`Sum`); a non-finite output.
-    pub fn step(&mut self, map: &dyn FeatureMap<T>, q: &[T], k: &[T], v: &[T]) -> Result<Vec<T>> {
-        if q.len() != self.d {
-            return Err(Error::InvalidParameter {
-                name: "query length",
-                value: q.len().to_string(),
-                expected: "the map's input dimension",
-            });
-        }
-        self.prefill(map, k, v)?;
-        let a = map.map_rows(q)?;
-        // φ(q)ᵀ Z in f64: one row, so the extra precision costs nothing.
-        let dv1 = self.d_v + 1;
-        let mut y = vec![0.0f64; dv1];
-        for (l, &al) in a.iter().enumerate() {
-            for (acc, z) in y.iter_mut().zip(&self.state[l * dv1..(l + 1) * dv1]) {
-                *acc += al.to_f64() * z.to_f64();
-            }
-        }
-        let at = RowPosition {
-            batch: 0,
-            head: 0,
-            row: self.tokens - 1,
-        };
-        let mut out = vec![T::ZERO; self.d_v];
-        normalize_row(&y, self.normalization, at, &mut out)?;
-        Ok(out)
-    }
-
-    fn check_rows(&self, k: &[T], v: &[T]) -> Result<usize> {
+    /// Lengths that are not whole rows of the same count; non-finite values (which would poison
+    /// the state for good).
+    pub fn prefill(&mut self, k: &[T], v: &[T]) -> Result<()> {
         let rows = k.len() / self.d;
         if !k.len().is_multiple_of(self.d) || v.len() != rows * self.d_v {
             return Err(Error::InvalidParameter {
@@ -104,6 +121,150 @@ impl<T: Element> DecodingState<T> {
                 expected: "whole rows: rows × d keys and rows × d_v values",
             });
         }
-        Ok(rows)
+        check_finite(k, self.d, "decoding key")?;
+        check_finite(v, self.d_v, "decoding value")?;
+        for (k, v) in k.chunks_exact(self.d).zip(v.chunks_exact(self.d_v)) {
+            self.absorb(k, v);
+        }
+        Ok(())
+    }
+
+    /// Absorbs one token's `k`, `v` and returns the output for its query `q`.
+    ///
+    /// # Errors
+    /// Wrong lengths; non-finite inputs; a zero normalizer; a non-finite output.
+    pub fn step(&mut self, q: &[T], k: &[T], v: &[T]) -> Result<Vec<T>> {
+        let mut out = vec![T::ZERO; self.d_v];
+        self.step_into(q, k, v, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`DecodingState::step`] into a caller's buffer of length `d_v`, allocating nothing.
+    ///
+    /// # Errors
+    /// As [`DecodingState::step`].
+    pub fn step_into(&mut self, q: &[T], k: &[T], v: &[T], out: &mut [T]) -> Result<()> {
+        if q.len() != self.d || k.len() != self.d || v.len() != self.d_v || out.len() != self.d_v {
+            return Err(Error::InvalidParameter {
+                name: "decoding step",
+                value: format!(
+                    "q: {}, k: {}, v: {}, out: {} values",
+                    q.len(),
+                    k.len(),
+                    v.len(),
+                    out.len()
+                ),
+                expected: "q and k of length d, v and out of length d_v",
+            });
+        }
+        check_finite(q, self.d, "decoding query")?;
+        check_finite(k, self.d, "decoding key")?;
+        check_finite(v, self.d_v, "decoding value")?;
+        // Local tokens (mixed variant) stay raw until their block closes, so read before folding.
+        let closes_block = self.absorb_partial(k, v);
+        self.prepare(q, true);
+        self.map.map_queries_into(&self.x, &mut self.features);
+        self.y.fill(T::ZERO);
+        for (&a, z) in self
+            .features
+            .iter()
+            .zip(self.state.chunks_exact(self.d_v + 1))
+        {
+            axpy(&mut self.y, a, z);
+        }
+        if let Some((degree, _)) = self.local {
+            let key_rows = self.partial_keys.chunks_exact(self.d);
+            for (key, c) in key_rows.zip(self.partial_values.chunks_exact(self.d_v + 1)) {
+                let s = self
+                    .x
+                    .iter()
+                    .zip(key)
+                    .fold(T::ZERO, |acc, (&a, &b)| acc + a * b);
+                axpy(&mut self.y, powi(s, degree), c);
+            }
+        }
+        if closes_block {
+            self.fold_partial();
+        }
+        let at = RowPosition {
+            batch: 0,
+            head: 0,
+            row: self.tokens - 1,
+        };
+        normalize_row(&self.y, self.normalization, at, out)
+    }
+
+    /// Applies LayerNorm (and the scale, for queries) to one row into `self.x`.
+    fn prepare(&mut self, row: &[T], is_query: bool) {
+        self.x.copy_from_slice(row);
+        if self.layernorm {
+            layernorm_in_place(&mut self.x, self.d);
+        }
+        if let (true, Some(s)) = (is_query, self.scale) {
+            self.x.iter_mut().for_each(|x| *x *= s);
+        }
+    }
+
+    /// One token into the state (or the partial block, closing it when full).
+    fn absorb(&mut self, k: &[T], v: &[T]) {
+        if self.absorb_partial(k, v) {
+            self.fold_partial();
+        }
+    }
+
+    /// Counts the token; the mixed variant appends it to the partial block and reports whether
+    /// the block is now full, otherwise its features go straight into `Z`.
+    fn absorb_partial(&mut self, k: &[T], v: &[T]) -> bool {
+        self.tokens += 1;
+        self.prepare(k, false);
+        match self.local {
+            Some((_, block)) => {
+                self.partial_keys.extend_from_slice(&self.x);
+                self.partial_values.extend_from_slice(v);
+                self.partial_values.push(T::ONE);
+                self.tokens.is_multiple_of(block)
+            }
+            None => {
+                self.map.map_keys_into(&self.x, &mut self.features);
+                add_outer(&mut self.state, &self.features, v);
+                false
+            }
+        }
+    }
+
+    /// Moves the closed partial block into `Z`.
+    fn fold_partial(&mut self) {
+        let keys = std::mem::take(&mut self.partial_keys);
+        let values = std::mem::take(&mut self.partial_values);
+        for (k, c) in keys
+            .chunks_exact(self.d)
+            .zip(values.chunks_exact(self.d_v + 1))
+        {
+            self.map.map_keys_into(k, &mut self.features);
+            add_outer(&mut self.state, &self.features, &c[..self.d_v]);
+        }
+        self.partial_keys = keys;
+        self.partial_keys.clear();
+        self.partial_values = values;
+        self.partial_values.clear();
+    }
+
+    /// Feature dimension `m` of the state.
+    pub fn feature_dim(&self) -> usize {
+        self.m
+    }
+}
+
+/// `y += a · x` over the common length.
+fn axpy<T: Element>(y: &mut [T], a: T, x: &[T]) {
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+}
+
+/// `Z += f [v | 1]ᵀ`: one token's rank-1 update.
+fn add_outer<T: Element>(state: &mut [T], f: &[T], v: &[T]) {
+    let dv1 = v.len() + 1;
+    for (row, &fl) in state.chunks_exact_mut(dv1).zip(f) {
+        axpy(&mut row[..dv1 - 1], fl, v);
+        row[dv1 - 1] += fl;
     }
 }

@@ -23,16 +23,31 @@ impl<T: Element> FeatureMap<T> for ExactDegree2 {
         self.d * (self.d + 1) / 2
     }
     fn map_into(&self, x: &[T], out: &mut [T]) {
-        let sqrt2 = T::from_f64(std::f64::consts::SQRT_2);
-        let m = FeatureMap::<T>::feature_dim(self);
-        for (row, features) in x.chunks_exact(self.d).zip(out.chunks_exact_mut(m)) {
-            let mut slot = features.iter_mut();
-            for i in 0..self.d {
-                *slot.next().expect("m slots") = row[i] * row[i];
-                for j in i + 1..self.d {
-                    *slot.next().expect("m slots") = sqrt2 * row[i] * row[j];
-                }
+        pack_symmetric_square(x, self.d, out);
+    }
+    fn polynomial_degree(&self) -> Option<u32> {
+        Some(2)
+    }
+    fn flops_per_row(&self) -> f64 {
+        (self.d * (self.d + 1) / 2) as f64
+    }
+}
+
+/// `pack(x ⊗ x)` of each row of length `dim`: `x_i²` and `√2·x_i·x_j` for `j > i`, row `i`'s run
+/// contiguous so that each is one vectorizable scaled copy.
+pub(crate) fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [T]) {
+    let sqrt2 = T::from_f64(std::f64::consts::SQRT_2);
+    let m = dim * (dim + 1) / 2;
+    for (row, features) in x.chunks_exact(dim).zip(out.chunks_exact_mut(m)) {
+        let mut at = 0;
+        for (i, &xi) in row.iter().enumerate() {
+            features[at] = xi * xi;
+            let scaled = sqrt2 * xi;
+            let run = &mut features[at + 1..at + dim - i];
+            for (o, &xj) in run.iter_mut().zip(&row[i + 1..]) {
+                *o = scaled * xj;
             }
+            at += dim - i;
         }
     }
 }

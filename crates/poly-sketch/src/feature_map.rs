@@ -13,6 +13,39 @@ pub trait FeatureMap<T: Element>: Send + Sync {
     /// Callers guarantee the lengths; [`FeatureMap::map_rows`] checks them.
     fn map_into(&self, x: &[T], out: &mut [T]);
 
+    /// The degree `p` of the polynomial kernel `(x·y)^p` the map estimates; `None` for maps of
+    /// other kernels (FAVOR+). The mixed variant's exact local blocks use this degree.
+    fn polynomial_degree(&self) -> Option<u32>;
+
+    /// Multiply-adds to map one row: the feature map's share of the FLOP model.
+    fn flops_per_row(&self) -> f64;
+
+    /// Features of attention queries as the engines use them. A map may rescale each query row by
+    /// a positive factor of its own (which cancels under `Sum` normalization) to keep values in
+    /// range; it then reports [`FeatureMap::requires_sum_normalization`]. Default: `map_into`.
+    fn map_queries_into(&self, x: &[T], out: &mut [T]) {
+        self.map_into(x, out);
+    }
+
+    /// Features of attention keys as the engines use them. A map may rescale them by one constant
+    /// that depends on the map alone — never on the data, so never on future tokens. Default:
+    /// `map_into`.
+    fn map_keys_into(&self, x: &[T], out: &mut [T]) {
+        self.map_into(x, out);
+    }
+
+    /// Whether queries and keys are rescaled (see above) so that only `Sum` normalization gives
+    /// the intended attention.
+    fn requires_sum_normalization(&self) -> bool {
+        false
+    }
+
+    /// For `φ = pack(M ⊗ M)`: the inner map `M`. The engine then scores a block by
+    /// `⟨M_q, M_k⟩²` over `r` columns instead of `r(r+1)/2` and packs `M` for the state.
+    fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {
+        None
+    }
+
     /// `φ` of the rows of `x`, as a new `rows × m` buffer.
     ///
     /// # Errors
@@ -28,6 +61,7 @@ pub trait FeatureMap<T: Element>: Send + Sync {
             });
         }
         check_finite(x, d, "feature-map input")?;
+        check_feature_memory(x.len() / d, self.feature_dim(), size_of::<T>())?;
         let mut out = vec![T::ZERO; x.len() / d * self.feature_dim()];
         self.map_into(x, &mut out);
         Ok(out)
@@ -47,6 +81,21 @@ pub(crate) fn check_finite<T: Element>(data: &[T], dim: usize, name: &'static st
                 i % dim
             ),
             expected: "finite values",
+        }),
+    }
+}
+
+/// The most memory a feature buffer may take: larger requests are errors, not aborts.
+pub const MAX_FEATURE_BYTES: usize = 8 << 30;
+
+/// An error if `rows × m` features of `bytes` each would exceed [`MAX_FEATURE_BYTES`].
+pub(crate) fn check_feature_memory(rows: usize, m: usize, bytes: usize) -> Result<()> {
+    match rows.checked_mul(m).and_then(|x| x.checked_mul(bytes)) {
+        Some(total) if total <= MAX_FEATURE_BYTES => Ok(()),
+        _ => Err(Error::InvalidParameter {
+            name: "feature dimension",
+            value: format!("{rows} rows × {m} features × {bytes} bytes"),
+            expected: "feature buffers of at most 8 GiB (reduce --sketch-dim, the block or d)",
         }),
     }
 }

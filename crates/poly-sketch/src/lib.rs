@@ -7,24 +7,34 @@
 //! * [`FeatureMap`]: the abstraction (built once from a seed, shared by queries and keys);
 //! * [`ExactDegree2`]: `x ⊗ x`, packed — deterministic, exact for `(x·y)²`;
 //! * [`PolySketch`]: the Gaussian-tree sketch of any degree (Kacham, Mirrokni, Zhong; Ahle et al.);
-//! * [`SelfTensoredSketch`]: `M ⊗ M` of a degree-p/2 PolySketch — non-negative weights;
-//! * [`linear_attention`]: the engine — non-causal, and block-causal for any block size;
+//! * [`SelfTensoredSketch`]: `M ⊗ M` of a degree-p/2 PolySketch — non-negative weights, scored
+//!   inside blocks as `⟨M_q, M_k⟩²` without forming `r²` features;
+//! * [`TensorSketch`]: CountSketches combined by real FFTs;
+//! * [`RandomMaclaurin`]: products of Rademacher projections;
+//! * [`Favor`]: FAVOR+ positive orthogonal random features for softmax;
+//! * [`linear_attention`]: the engine — non-causal, block-causal for any block size, the mixed
+//!   variant with exact local blocks; rayon over heads and, with fewer heads than threads, across
+//!   chunks of blocks (bit-identical whatever the thread count);
 //! * [`DecodingState`]: prefill, then O(m·d_v) per generated token.
-//!
-//! Still to come (issue 3): TensorSketch, Random Maclaurin, FAVOR+, the tensored engine path that
-//! never forms `r²` features inside a block, the mixed variant (exact local blocks), and the
-//! cross-block parallel scan.
 
 mod decoding;
 mod exact2;
+mod favor;
 mod feature_map;
 mod linear;
+mod maclaurin;
 mod polysketch;
+mod spec;
 mod tensored;
+mod tensorsketch;
 
 pub use decoding::DecodingState;
 pub use exact2::ExactDegree2;
-pub use feature_map::FeatureMap;
+pub use favor::Favor;
+pub use feature_map::{FeatureMap, MAX_FEATURE_BYTES};
 pub use linear::{LinearAttentionConfig, linear_attention, linear_attention_flops};
+pub use maclaurin::RandomMaclaurin;
 pub use polysketch::{PolySketch, SketchScale};
+pub use spec::{MapKind, MapSpec};
 pub use tensored::SelfTensoredSketch;
+pub use tensorsketch::TensorSketch;

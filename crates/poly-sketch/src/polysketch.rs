@@ -24,6 +24,27 @@ pub enum SketchScale {
     Reference,
 }
 
+/// The parameter checks every random map shares: degree, input dimension and sketch size ≥ 1.
+pub(crate) fn check_sketch_parameters(d: usize, degree: u32, size: usize) -> Result<()> {
+    let bad = |name, expected| {
+        Err(Error::InvalidParameter {
+            name,
+            value: "0".into(),
+            expected,
+        })
+    };
+    if degree == 0 {
+        return bad("degree", "a degree ≥ 1");
+    }
+    if size == 0 {
+        return bad("sketch-dim", "a sketch size ≥ 1");
+    }
+    if d == 0 {
+        return bad("input dimension", "d ≥ 1");
+    }
+    Ok(())
+}
+
 /// One internal node: the Gaussian matrices applied to its left and right children.
 #[derive(Clone, Debug)]
 struct Node<T> {
@@ -48,22 +69,7 @@ impl<T: Element> PolySketch<T> {
     /// # Errors
     /// Degree 0, `d = 0` or sketch size 0.
     pub fn new(d: usize, degree: u32, r: usize, seed: u64, scale: SketchScale) -> Result<Self> {
-        let bad = |name, value: String, expected| {
-            Err(Error::InvalidParameter {
-                name,
-                value,
-                expected,
-            })
-        };
-        if degree == 0 {
-            return bad("degree", "0".into(), "a degree ≥ 1");
-        }
-        if r == 0 {
-            return bad("sketch-dim", "0".into(), "a sketch size ≥ 1");
-        }
-        if d == 0 {
-            return bad("input dimension", "0".into(), "d ≥ 1");
-        }
+        check_sketch_parameters(d, degree, r)?;
         let leaves = degree.next_power_of_two() as usize;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut gaussian = |rows: usize| -> Vec<T> {
@@ -154,5 +160,18 @@ impl<T: Element> FeatureMap<T> for PolySketch<T> {
             current = next;
         }
         out.copy_from_slice(&current[0]);
+    }
+    fn polynomial_degree(&self) -> Option<u32> {
+        Some(self.degree)
+    }
+    /// `2·(p·d·r + (q − 2)·r²)`: `p` leaf projections (padding leaves are free) and two `r×r`
+    /// projections per internal node above the leaves.
+    fn flops_per_row(&self) -> f64 {
+        if self.degree == 1 {
+            return 0.0;
+        }
+        let (p, q) = (self.degree as f64, self.degree.next_power_of_two() as f64);
+        let (d, r) = (self.d as f64, self.r as f64);
+        2.0 * (p * d * r + (q - 2.0) * r * r)
     }
 }

@@ -49,4 +49,15 @@ impl<T: Element> FeatureMap<T> for SelfTensoredSketch<T> {
         self.inner.map_into(x, &mut m);
         self.pack.map_into(&m, out);
     }
+    fn polynomial_degree(&self) -> Option<u32> {
+        Some(2 * self.inner.degree())
+    }
+    /// The inner sketch's cost only, as MATH.md §4.2 counts it (the engine never forms the full
+    /// features inside a block).
+    fn flops_per_row(&self) -> f64 {
+        self.inner.flops_per_row()
+    }
+    fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {
+        Some(&self.inner)
+    }
 }

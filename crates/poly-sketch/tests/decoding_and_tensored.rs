@@ -1,21 +1,14 @@
-//! Decoding equals the block-causal prefill at every position; self-tensored weights are ≥ 0.
+//! Decoding equals the block-causal engine at every position, for every map family and the mixed
+//! variant; self-tensored weights are ≥ 0.
 
+mod common;
+
+use common::{dot, every_map, random_vec};
 use poly_core::{Mask, Normalization, Tensor};
 use poly_sketch::{
     DecodingState, FeatureMap, LinearAttentionConfig, PolySketch, SelfTensoredSketch, SketchScale,
     linear_attention,
 };
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-
-fn random(seed: u64, len: usize) -> Vec<f64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
 
 #[test]
 fn self_tensored_weights_are_squares_of_the_inner_sketch() {
@@ -23,7 +16,14 @@ fn self_tensored_weights_are_squares_of_the_inner_sketch() {
     let map = SelfTensoredSketch::<f64>::new(d, 4, 12, 9, SketchScale::Unbiased).unwrap();
     assert_eq!(map.feature_dim(), 12 * 13 / 2);
     for seed in 0..50 {
-        let (x, y) = (random(seed, d), random(seed + 1000, d));
+        // Large and adversarial inputs too: the weight is a square, whatever the input.
+        let scale = 10f64.powi(seed as i32 % 7 - 3);
+        let x: Vec<f64> = random_vec(seed, d).iter().map(|v| v * scale).collect();
+        let y: Vec<f64> = if seed % 5 == 0 {
+            x.iter().map(|v| -v).collect()
+        } else {
+            random_vec(seed + 1000, d)
+        };
         let w = dot(&map.map_rows(&x).unwrap(), &map.map_rows(&y).unwrap());
         let inner = dot(
             &map.inner().map_rows(&x).unwrap(),
@@ -36,80 +36,114 @@ fn self_tensored_weights_are_squares_of_the_inner_sketch() {
 }
 
 #[test]
-fn decoding_matches_prefill_at_every_position() {
+fn decoding_matches_the_engine_at_every_position() {
     let (n, d, d_v) = (150, 6, 4);
-    let (q, k, v) = (random(1, n * d), random(2, n * d), random(3, n * d_v));
-    let sketch = SelfTensoredSketch::<f64>::new(d, 4, 8, 4, SketchScale::Unbiased).unwrap();
-    let plain = PolySketch::<f64>::new(d, 3, 16, 4, SketchScale::Unbiased).unwrap();
-    let maps: [&dyn FeatureMap<f64>; 2] = [&sketch, &plain];
-    for map in maps {
-        for normalization in [Normalization::OnePlusSum(1.0), Normalization::None] {
-            let cfg = LinearAttentionConfig {
-                mask: Mask::Causal,
-                block: 32,
-                normalization,
-                ..Default::default()
-            };
-            let tensor =
-                |data: &[f64], dim| Tensor::from_vec([1, 1, n, dim], data.to_vec()).unwrap();
-            let prefill = linear_attention(
-                tensor(&q, d).view(),
-                tensor(&k, d).view(),
-                tensor(&v, d_v).view(),
-                map,
-                &cfg,
-            )
-            .unwrap();
-            // Prefill the first 40 tokens in one call, then decode the rest one by one.
-            let mut state = DecodingState::new(map, d_v, normalization);
-            state.prefill(map, &k[..39 * d], &v[..39 * d_v]).unwrap();
-            for t in 39..n {
-                let out = state
-                    .step(
-                        map,
-                        &q[t * d..(t + 1) * d],
-                        &k[t * d..(t + 1) * d],
-                        &v[t * d_v..(t + 1) * d_v],
-                    )
-                    .unwrap();
-                let want = &prefill.as_slice()[t * d_v..(t + 1) * d_v];
-                let scale = want.iter().fold(1e-300f64, |m, x| m.max(x.abs()));
-                for (o, w) in out.iter().zip(want) {
-                    assert!(
-                        (o - w).abs() <= 1e-9 * scale.max(1.0),
-                        "token {t}: {o} vs {w}"
-                    );
+    let (q, k, v) = (
+        random_vec(1, n * d),
+        random_vec(2, n * d),
+        random_vec(3, n * d_v),
+    );
+    let tensor = |data: &[f64], dim| Tensor::from_vec([1, 1, n, dim], data.to_vec()).unwrap();
+    for t in every_map::<f64>(d) {
+        let map = t.map.as_ref();
+        let normalizations = if t.normalization == Normalization::Sum {
+            vec![Normalization::Sum]
+        } else {
+            vec![Normalization::OnePlusSum(1.0), Normalization::None]
+        };
+        for normalization in normalizations {
+            for (local_exact, layernorm) in
+                [(false, false), (true, false), (true, true), (false, true)]
+            {
+                if local_exact && map.polynomial_degree().is_none() {
+                    continue;
                 }
+                let cfg = LinearAttentionConfig {
+                    mask: Mask::Causal,
+                    block: 32,
+                    normalization,
+                    local_exact,
+                    layernorm,
+                    scale: Some(0.7),
+                    ..Default::default()
+                };
+                let engine = linear_attention(
+                    tensor(&q, d).view(),
+                    tensor(&k, d).view(),
+                    tensor(&v, d_v).view(),
+                    map,
+                    &cfg,
+                )
+                .unwrap();
+                // Prefill the first 39 tokens in one call (a partial block), then decode.
+                let mut state = DecodingState::new(map, d_v, &cfg).unwrap();
+                state.prefill(&k[..39 * d], &v[..39 * d_v]).unwrap();
+                for i in 39..n {
+                    let out = state
+                        .step(
+                            &q[i * d..(i + 1) * d],
+                            &k[i * d..(i + 1) * d],
+                            &v[i * d_v..(i + 1) * d_v],
+                        )
+                        .unwrap();
+                    let want = &engine.as_slice()[i * d_v..(i + 1) * d_v];
+                    let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                    for (o, w) in out.iter().zip(want) {
+                        assert!(
+                            (o - w).abs() <= 1e-9 * scale,
+                            "{:?} {normalization:?} mixed {local_exact} ln {layernorm}, token {i}: {o} vs {w}",
+                            t.kind
+                        );
+                    }
+                }
+                assert_eq!(state.len(), n);
             }
-            assert_eq!(state.len(), n);
         }
     }
 }
 
 #[test]
-fn decoding_rejects_wrong_lengths() {
+fn decoding_rejects_wrong_lengths_and_bad_configurations() {
     let map = PolySketch::<f64>::new(4, 2, 8, 1, SketchScale::Unbiased).unwrap();
-    let mut state = DecodingState::new(&map, 3, Normalization::Sum);
+    let cfg = LinearAttentionConfig {
+        normalization: Normalization::Sum,
+        ..Default::default()
+    };
+    let mut state = DecodingState::new(&map, 3, &cfg).unwrap();
     assert!(state.is_empty());
-    assert!(state.prefill(&map, &[0.0; 5], &[0.0; 3]).is_err());
-    assert!(state.step(&map, &[0.0; 3], &[0.0; 4], &[0.0; 3]).is_err());
-    assert!(state.step(&map, &[0.0; 4], &[0.0; 4], &[0.0; 2]).is_err());
+    assert!(state.prefill(&[0.0; 5], &[0.0; 3]).is_err());
+    assert!(state.step(&[0.0; 3], &[0.0; 4], &[0.0; 3]).is_err());
+    assert!(state.step(&[0.0; 4], &[0.0; 4], &[0.0; 2]).is_err());
+    assert!(DecodingState::new(&map, 0, &cfg).is_err());
+    let favor = poly_sketch::Favor::<f64>::new(4, 8, 0).unwrap();
+    let mixed = LinearAttentionConfig {
+        local_exact: true,
+        ..cfg
+    };
+    assert!(DecodingState::new(&favor, 3, &mixed).is_err());
+    assert!(DecodingState::new(&favor, 3, &LinearAttentionConfig::default()).is_err());
 }
 
 #[test]
 fn non_finite_inputs_are_errors_not_nan_features() {
     let map = PolySketch::<f64>::new(4, 2, 8, 1, SketchScale::Unbiased).unwrap();
-    let mut x = random(3, 12);
+    let mut x = random_vec(3, 12);
     x[6] = f64::NAN;
     let err = map.map_rows(&x).unwrap_err();
     assert!(err.to_string().contains("row 1, column 2"), "{err}");
-    let mut state = DecodingState::new(&map, 2, Normalization::OnePlusSum(1.0));
-    let k = random(4, 4);
-    assert!(state.prefill(&map, &k, &[1.0, f64::INFINITY]).is_err());
+    let mut state = DecodingState::new(&map, 2, &LinearAttentionConfig::default()).unwrap();
+    let k = random_vec(4, 4);
+    assert!(state.prefill(&k, &[1.0, f64::INFINITY]).is_err());
     assert!(state.is_empty());
     assert!(
         state
-            .step(&map, &k, &[f64::NAN, 0.0, 0.0, 0.0], &[1.0, 2.0])
+            .step(&k, &[f64::NAN, 0.0, 0.0, 0.0], &[1.0, 2.0])
             .is_err()
     );
+    assert!(
+        state
+            .step(&[f64::NAN, 0.0, 0.0, 0.0], &k, &[1.0, 2.0])
+            .is_err()
+    );
+    assert!(state.is_empty());
 }

@@ -1,26 +1,22 @@
-//! The linear-attention engine: exact against the dense masked product of the same features, for
-//! every block size; equal to exact degree-2 attention with exact features; no leaks; errors.
+//! The linear-attention engine: exact against the dense masked product of the same features for
+//! every map family and block size (the mixed variant likewise); equal to exact degree-2 attention
+//! with exact features; no leaks; bit-identical across thread counts; errors.
 
+mod common;
+
+use common::{every_map, random};
 use poly_core::{AttentionConfig, Element, Error, Mask, Normalization, Tensor, Threads, attention};
 use poly_sketch::{
-    ExactDegree2, FeatureMap, LinearAttentionConfig, PolySketch, SketchScale, linear_attention,
+    ExactDegree2, Favor, FeatureMap, LinearAttentionConfig, PolySketch, SketchScale,
+    linear_attention,
 };
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 use std::num::NonZeroUsize;
 
-fn random<T: Element>(seed: u64, shape: [usize; 4]) -> Tensor<T> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let data = (0..shape.iter().product())
-        .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
-        .collect();
-    Tensor::from_vec(shape, data).unwrap()
-}
-
-/// The dense computation from the same features: W = φ(Q) φ(K)ᵀ (masked), O = W V / (c + W 1).
-/// Returns the outputs and, per output row, its magnitude `(c + Σ_j Σ_l |a_il f_jl|)·(max|v| +
-/// |o_i|) / |c + Σ w|`: the first-order bound of rounding errors in the numerator and the
-/// denominator for any summation order (large where signed feature products cancel).
+/// The dense computation from the same features the engine uses: `W = φ_q(Q) φ_k(K)ᵀ` (masked;
+/// with `local = Some((p, b))`, exact `(q·k)^p` inside the diagonal blocks of size `b`),
+/// `O = W V / (c + W 1)`. Returns the outputs and, per output row, its magnitude
+/// `(c + Σ_j |w_ij|)·(max|v| + |o_i|) / |c + Σ w|` (products summed in absolute value): the
+/// first-order bound of rounding errors for any summation order.
 fn dense<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
@@ -28,18 +24,19 @@ fn dense<T: Element>(
     map: &dyn FeatureMap<T>,
     mask: Mask,
     c: f64,
+    local: Option<(u32, usize)>,
 ) -> (Vec<f64>, Vec<f64>) {
     let [b, h, n_q, d] = q.shape();
     let (n_k, d_v) = (k.shape()[2], v.shape()[3]);
     let m = map.feature_dim();
     let (mut out, mut magnitudes) = (Vec::new(), Vec::new());
     for bh in 0..b * h {
-        let a = map
-            .map_rows(&q.as_slice()[bh * n_q * d..(bh + 1) * n_q * d])
-            .unwrap();
-        let f = map
-            .map_rows(&k.as_slice()[bh * n_k * d..(bh + 1) * n_k * d])
-            .unwrap();
+        let qs = &q.as_slice()[bh * n_q * d..(bh + 1) * n_q * d];
+        let ks = &k.as_slice()[bh * n_k * d..(bh + 1) * n_k * d];
+        let mut a = vec![T::ZERO; n_q * m];
+        let mut f = vec![T::ZERO; n_k * m];
+        map.map_queries_into(qs, &mut a);
+        map.map_keys_into(ks, &mut f);
         let vs = &v.as_slice()[bh * n_k * d_v..(bh + 1) * n_k * d_v];
         let v_max = vs.iter().fold(0.0f64, |m, x| m.max(x.to_f64().abs()));
         for i in 0..n_q {
@@ -47,11 +44,22 @@ fn dense<T: Element>(
             let mut num = vec![0.0; d_v];
             let (mut den, mut abs_den) = (c, c);
             for j in 0..visible {
-                let w: f64 = (0..m)
-                    .map(|l| a[i * m + l].to_f64() * f[j * m + l].to_f64())
-                    .sum();
+                let (w, abs_w) = match local {
+                    Some((p, block)) if i / block == j / block => {
+                        let s: f64 = (0..d)
+                            .map(|l| qs[i * d + l].to_f64() * ks[j * d + l].to_f64())
+                            .sum();
+                        let abs: f64 = (0..d)
+                            .map(|l| (qs[i * d + l].to_f64() * ks[j * d + l].to_f64()).abs())
+                            .sum();
+                        (s.powi(p as i32), abs.powi(p as i32) * p as f64)
+                    }
+                    _ => (0..m)
+                        .map(|l| a[i * m + l].to_f64() * f[j * m + l].to_f64())
+                        .fold((0.0, 0.0), |(s, abs), x| (s + x, abs + x.abs())),
+                };
                 den += w;
-                abs_den += w.abs();
+                abs_den += abs_w;
                 for (o, x) in num.iter_mut().zip(&vs[j * d_v..(j + 1) * d_v]) {
                     *o += w * x.to_f64();
                 }
@@ -91,6 +99,15 @@ fn max_relative<T: Element>(got: &Tensor<T>, want: &[f64]) -> f64 {
         / scale
 }
 
+const BLOCKS: [usize; 7] = [1, 2, 7, 64, 256, 300, 1000];
+
+fn bias(normalization: Normalization) -> f64 {
+    match normalization {
+        Normalization::OnePlusSum(c) => c,
+        _ => 0.0,
+    }
+}
+
 fn check_blocks<T: Element>(tol: f64) {
     let (n, d, d_v) = (300, 6, 5);
     let (q, k, v) = (
@@ -98,29 +115,48 @@ fn check_blocks<T: Element>(tol: f64) {
         random::<T>(2, [2, 2, n, d]),
         random::<T>(3, [2, 2, n, d_v]),
     );
-    // Positive weights keep the normalizer away from zero: exact degree-2 features, and an
-    // even-degree PolySketch on correlated-enough inputs with OnePlusSum's bias.
-    let exact = ExactDegree2::new(d);
-    let sketch = PolySketch::<T>::new(d, 4, 16, 5, SketchScale::Unbiased).unwrap();
-    let maps: [&dyn FeatureMap<T>; 2] = [&exact, &sketch];
-    for map in maps {
+    for t in every_map::<T>(d) {
+        let map = t.map.as_ref();
+        let c = bias(t.normalization);
         for mask in [Mask::None, Mask::Causal] {
-            let (want, magnitudes) = dense(&q, &k, &v, map, mask, 1.0);
-            for block in [1, 2, 7, 64, 256, 300, 1000] {
+            let (want, magnitudes) = dense(&q, &k, &v, map, mask, c, None);
+            for block in BLOCKS {
                 let cfg = LinearAttentionConfig {
                     mask,
                     block,
+                    normalization: t.normalization,
                     ..Default::default()
                 };
                 let got = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
                 let err = max_relative_by_row(&got, &want, &magnitudes);
                 assert!(
                     err <= tol,
-                    "{} m={} {mask:?} block {block}: relative error {err:.2e}",
+                    "{} {:?} {mask:?} block {block}: relative error {err:.2e}",
                     T::NAME,
-                    map.feature_dim()
+                    t.kind
                 );
             }
+        }
+        let Some(degree) = map.polynomial_degree() else {
+            continue;
+        };
+        for block in BLOCKS {
+            let (want, magnitudes) = dense(&q, &k, &v, map, Mask::Causal, c, Some((degree, block)));
+            let cfg = LinearAttentionConfig {
+                mask: Mask::Causal,
+                block,
+                normalization: t.normalization,
+                local_exact: true,
+                ..Default::default()
+            };
+            let got = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
+            let err = max_relative_by_row(&got, &want, &magnitudes);
+            assert!(
+                err <= tol,
+                "{} {:?} mixed, block {block}: relative error {err:.2e}",
+                T::NAME,
+                t.kind
+            );
         }
     }
 }
@@ -183,60 +219,124 @@ fn exact_degree2_features_give_exact_degree2_attention() {
     assert!(max_relative(&linear, exact.as_slice()) < 1e-10);
 }
 
+#[test]
+fn mixed_variant_with_one_block_is_exact_attention() {
+    // A block covering the whole sequence leaves no sketched part: exact degree-p attention.
+    let (q, k, v) = (
+        random::<f64>(30, [1, 2, 50, 4]),
+        random::<f64>(31, [1, 2, 50, 4]),
+        random::<f64>(32, [1, 2, 50, 3]),
+    );
+    let map = PolySketch::<f64>::new(4, 3, 8, 1, SketchScale::Unbiased).unwrap();
+    let cfg = LinearAttentionConfig {
+        mask: Mask::Causal,
+        block: 64,
+        local_exact: true,
+        layernorm: true,
+        scale: Some(0.5),
+        ..Default::default()
+    };
+    let mixed = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
+    let exact_cfg = AttentionConfig::polynomial(3)
+        .with_mask(Mask::Causal)
+        .with_normalization(Normalization::OnePlusSum(1.0))
+        .with_scale(0.5)
+        .with_layernorm(true);
+    let exact = attention(q.view(), k.view(), v.view(), &exact_cfg).unwrap();
+    assert!(max_relative(&mixed, exact.as_slice()) < 1e-10);
+}
+
 fn bits(t: &Tensor<f32>) -> Vec<u32> {
     t.as_slice().iter().map(|x| x.to_bits()).collect()
 }
 
+/// `t` with every token after `keep` replaced, in every head.
+fn perturb_after(t: &Tensor<f32>, keep: usize, seed: u64) -> Tensor<f32> {
+    let [b, h, n, d] = t.shape();
+    let fresh = random::<f32>(seed, t.shape());
+    let mut data = t.as_slice().to_vec();
+    for bh in 0..b * h {
+        let range = (bh * n + keep) * d..(bh + 1) * n * d;
+        data[range.clone()].copy_from_slice(&fresh.as_slice()[range]);
+    }
+    Tensor::from_vec(t.shape(), data).unwrap()
+}
+
 #[test]
-fn causal_outputs_ignore_the_future_and_threads() {
-    let (n, d) = (200, 8);
-    let (q, k, v) = (
-        random::<f32>(9, [1, 4, n, d]),
-        random::<f32>(10, [1, 4, n, d]),
-        random::<f32>(11, [1, 4, n, d]),
-    );
-    let map = PolySketch::<f32>::new(d, 4, 16, 3, SketchScale::Unbiased).unwrap();
-    for block in [1, 7, 64] {
-        let cfg = LinearAttentionConfig {
-            mask: Mask::Causal,
-            block,
-            ..Default::default()
-        };
-        let base = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
-        // Change every token after position 100 in every head.
-        let perturb = |t: &Tensor<f32>, seed| {
-            let fresh = random::<f32>(seed, t.shape());
-            let mut data = t.as_slice().to_vec();
-            for bh in 0..4 {
-                let range = (bh * n + 101) * d..(bh + 1) * n * d;
-                data[range.clone()].copy_from_slice(&fresh.as_slice()[range]);
+fn causal_outputs_ignore_the_future_and_threads_for_every_map() {
+    let (n, d, keep) = (200, 8, 101);
+    for heads in [1, 4] {
+        let (q, k, v) = (
+            random::<f32>(9, [1, heads, n, d]),
+            random::<f32>(10, [1, heads, n, d]),
+            random::<f32>(11, [1, heads, n, d]),
+        );
+        let (q2, k2, v2) = (
+            perturb_after(&q, keep, 20),
+            perturb_after(&k, keep, 21),
+            perturb_after(&v, keep, 22),
+        );
+        for t in every_map::<f32>(d) {
+            let map = t.map.as_ref();
+            for (block, local_exact) in [(1, false), (7, false), (64, false), (7, true), (64, true)]
+            {
+                if local_exact && map.polynomial_degree().is_none() {
+                    continue;
+                }
+                let cfg = LinearAttentionConfig {
+                    mask: Mask::Causal,
+                    block,
+                    normalization: t.normalization,
+                    local_exact,
+                    threads: Threads::Exact(NonZeroUsize::new(1).unwrap()),
+                    ..Default::default()
+                };
+                let label = format!(
+                    "{:?} block {block} mixed {local_exact} heads {heads}",
+                    t.kind
+                );
+                let base = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
+                let changed = linear_attention(q2.view(), k2.view(), v2.view(), map, &cfg).unwrap();
+                for bh in 0..heads {
+                    let prefix = bh * n * d..(bh * n + keep) * d;
+                    assert_eq!(
+                        bits(&base)[prefix.clone()],
+                        bits(&changed)[prefix],
+                        "future leaked: {label}"
+                    );
+                }
+                // 2 and 3 threads: with 1 head both split the blocks (two-pass scan).
+                for threads in [2, 3] {
+                    let cfg = LinearAttentionConfig {
+                        threads: Threads::Exact(NonZeroUsize::new(threads).unwrap()),
+                        ..cfg
+                    };
+                    let again = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
+                    assert_eq!(bits(&again), bits(&base), "{threads} threads: {label}");
+                }
             }
-            Tensor::from_vec(t.shape(), data).unwrap()
-        };
-        let out = linear_attention(
-            perturb(&q, 20).view(),
-            perturb(&k, 21).view(),
-            perturb(&v, 22).view(),
-            &map,
-            &cfg,
-        )
-        .unwrap();
-        for bh in 0..4 {
-            let prefix = bh * n * d..(bh * n + 101) * d;
-            assert_eq!(
-                bits(&base)[prefix.clone()],
-                bits(&out)[prefix],
-                "block {block}"
-            );
         }
-        for threads in [1, 3] {
+    }
+}
+
+#[test]
+fn non_causal_results_do_not_depend_on_threads() {
+    let (q, k, v) = (
+        random::<f32>(40, [1, 1, 333, 8]),
+        random::<f32>(41, [1, 1, 500, 8]),
+        random::<f32>(42, [1, 1, 500, 8]),
+    );
+    for t in every_map::<f32>(8) {
+        let run = |threads| {
             let cfg = LinearAttentionConfig {
+                block: 16,
+                normalization: t.normalization,
                 threads: Threads::Exact(NonZeroUsize::new(threads).unwrap()),
-                ..cfg
+                ..Default::default()
             };
-            let again = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
-            assert_eq!(bits(&again), bits(&base));
-        }
+            bits(&linear_attention(q.view(), k.view(), v.view(), t.map.as_ref(), &cfg).unwrap())
+        };
+        assert_eq!(run(1), run(3), "{:?}", t.kind);
     }
 }
 
@@ -295,6 +395,75 @@ fn bad_inputs_are_errors() {
     assert!(matches!(
         linear_attention(zeros.view(), k.view(), v.view(), &map, &sum),
         Err(Error::AllScoresZero { .. })
+    ));
+    // The mixed variant needs a causal mask and a polynomial map.
+    let mixed = LinearAttentionConfig {
+        local_exact: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        linear_attention(q.view(), k.view(), v.view(), &map, &mixed),
+        Err(Error::InvalidParameter {
+            name: "local-exact",
+            ..
+        })
+    ));
+    let favor = Favor::<f64>::new(4, 8, 0).unwrap();
+    let (k12, v12) = (
+        random::<f64>(16, [1, 1, 10, 4]),
+        random::<f64>(17, [1, 1, 10, 2]),
+    );
+    let mixed_causal = LinearAttentionConfig {
+        mask: Mask::Causal,
+        normalization: Normalization::Sum,
+        ..mixed
+    };
+    assert!(matches!(
+        linear_attention(q.view(), k12.view(), v12.view(), &favor, &mixed_causal),
+        Err(Error::InvalidParameter {
+            name: "local-exact",
+            ..
+        })
+    ));
+    // FAVOR+ rescales query rows: only Sum normalization cancels that.
+    assert!(matches!(
+        linear_attention(
+            q.view(),
+            k.view(),
+            v.view(),
+            &favor,
+            &LinearAttentionConfig::default()
+        ),
+        Err(Error::InvalidParameter {
+            name: "normalization",
+            ..
+        })
+    ));
+    // Features beyond the memory cap are refused before anything is allocated: exact degree-2
+    // features of d = 70 000 would take 2.45e9 values per row.
+    let d = 70_000;
+    let wide = ExactDegree2::new(d);
+    let row = random::<f64>(18, [1, 1, 1, d]);
+    let value = random::<f64>(19, [1, 1, 1, 2]);
+    assert!(matches!(
+        linear_attention(
+            row.view(),
+            row.view(),
+            value.view(),
+            &wide,
+            &LinearAttentionConfig::default()
+        ),
+        Err(Error::InvalidParameter {
+            name: "feature dimension",
+            ..
+        })
+    ));
+    assert!(matches!(
+        FeatureMap::<f64>::map_rows(&wide, row.as_slice()),
+        Err(Error::InvalidParameter {
+            name: "feature dimension",
+            ..
+        })
     ));
 }
 

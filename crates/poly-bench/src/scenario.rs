@@ -1,0 +1,164 @@
+//! A benchmark scenario — kernel × mask × n × d × batch·heads × threads × sketch parameters — and
+//! its FLOP model and in-process timing.
+
+use crate::timing::{Timing, time_runs};
+use poly_core::{
+    AttentionConfig, Dims, Error, Kernel, Mask, Normalization, Tensor, Threads, attention,
+    exact_attention_flops,
+};
+use poly_sketch::{
+    LinearAttentionConfig, MapKind, MapSpec, linear_attention, linear_attention_flops,
+};
+use std::num::NonZeroUsize;
+
+/// What computes the attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// polyattn's exact engine.
+    Exact(Kernel),
+    /// polyattn's linear engine with a feature map (`local_exact`: the mixed variant).
+    Sketched { map: MapSpec, local_exact: bool },
+    /// A peer library's implementation (only with the matching cargo feature).
+    Peer(crate::peers::Peer),
+}
+
+impl Method {
+    /// PolySketchFormer's setting: self-tensored PolySketch of degree 4, r = 32.
+    pub const POLYSKETCH_4: Method = Method::Sketched {
+        map: MapSpec {
+            kind: MapKind::PolySketch,
+            degree: 4,
+            sketch_dim: 32,
+            seed: 0,
+        },
+        local_exact: false,
+    };
+
+    /// A short name for tables and CSV files.
+    pub fn label(&self) -> String {
+        match self {
+            Method::Exact(Kernel::Polynomial { degree }) => format!("poly{degree}"),
+            Method::Exact(Kernel::Softmax) => "softmax".into(),
+            Method::Sketched { map, local_exact } => {
+                let mixed = if *local_exact { "+local" } else { "" };
+                match map.kind {
+                    MapKind::Favor => format!("favor_m{}{mixed}", map.sketch_dim),
+                    MapKind::Exact2 => format!("exact2{mixed}"),
+                    kind => format!("{}{}_r{}{mixed}", kind.name(), map.degree, map.sketch_dim),
+                }
+            }
+            Method::Peer(peer) => peer.label().into(),
+        }
+    }
+
+    /// Whether the method's cost is linear in n.
+    pub fn is_linear(&self) -> bool {
+        matches!(self, Method::Sketched { .. })
+    }
+}
+
+/// One measured configuration. Inputs are f32 uniform in [−1, 1] with q and k LayerNormed by the
+/// kernels that PolySketchFormer normalizes (sketched ones), `d_v = d`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scenario {
+    pub method: Method,
+    pub causal: bool,
+    pub n: usize,
+    pub d: usize,
+    pub batch_heads: usize,
+    pub threads: usize,
+    /// Block size of the block-causal algorithm (sketched kernels).
+    pub block: usize,
+}
+
+impl Scenario {
+    pub fn dims(&self) -> Dims {
+        Dims {
+            batch: 1,
+            heads: self.batch_heads,
+            n_q: self.n,
+            n_k: self.n,
+            d: self.d,
+            d_v: self.d,
+        }
+    }
+
+    pub fn mask(&self) -> Mask {
+        if self.causal {
+            Mask::Causal
+        } else {
+            Mask::None
+        }
+    }
+
+    pub fn exact_config(&self, kernel: Kernel) -> AttentionConfig {
+        AttentionConfig {
+            kernel,
+            mask: self.mask(),
+            normalization: Normalization::Sum,
+            scale: None,
+            layernorm: false,
+            threads: self.thread_setting(),
+        }
+    }
+
+    pub fn linear_config(&self, local_exact: bool) -> LinearAttentionConfig {
+        LinearAttentionConfig {
+            mask: self.mask(),
+            block: self.block,
+            normalization: Normalization::Sum,
+            scale: None,
+            layernorm: true,
+            local_exact,
+            threads: self.thread_setting(),
+        }
+    }
+
+    fn thread_setting(&self) -> Threads {
+        Threads::Exact(NonZeroUsize::new(self.threads.max(1)).expect("≥ 1"))
+    }
+
+    /// Model FLOPs (MATH.md §2.2 for exact kernels, §4 for sketched ones).
+    pub fn flops(&self) -> f64 {
+        let dims = self.dims();
+        match self.method {
+            Method::Exact(_) | Method::Peer(_) => exact_attention_flops(&dims, self.mask()),
+            Method::Sketched { map, local_exact } => match map.build::<f32>(self.d) {
+                Ok(m) => {
+                    linear_attention_flops(&dims, m.as_ref(), &self.linear_config(local_exact))
+                }
+                Err(_) => f64::NAN,
+            },
+        }
+    }
+
+    /// The inputs q, k, v of this scenario (fixed seeds).
+    pub fn inputs(&self) -> [Tensor<f32>; 3] {
+        let shape = [1, self.batch_heads, self.n, self.d];
+        [1, 2, 3].map(|seed| poly_data::synthetic::uniform(shape, -1.0, 1.0, seed))
+    }
+
+    /// Times `repeat` runs after a warm-up (maps are drawn once, outside the timing).
+    ///
+    /// # Errors
+    /// The kernel's error, or a peer that is not compiled in.
+    pub fn time(&self, repeat: usize) -> Result<Timing, Error> {
+        let [q, k, v] = self.inputs();
+        match self.method {
+            Method::Exact(kernel) => {
+                let cfg = self.exact_config(kernel);
+                time_runs(repeat, || {
+                    attention(q.view(), k.view(), v.view(), &cfg).map(drop)
+                })
+            }
+            Method::Sketched { map, local_exact } => {
+                let map = map.build::<f32>(self.d)?;
+                let cfg = self.linear_config(local_exact);
+                time_runs(repeat, || {
+                    linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg).map(drop)
+                })
+            }
+            Method::Peer(peer) => peer.time(self, &q, &k, &v, repeat),
+        }
+    }
+}

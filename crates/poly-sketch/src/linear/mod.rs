@@ -1,0 +1,222 @@
+//! Linear attention with a feature map (MATH.md §4): `Y = A (Bᵀ C)` with `A = φ(Q)`, `B = φ(K)`,
+//! `C = [V | 1]`; the last column of `Y` is the normalizer.
+//!
+//! Causal attention uses the block lower-triangular product of PolySketchFormer (§4.1): rows are
+//! split into blocks of `b` (the last may be shorter); block `l` gets its local part
+//! `lt(W_l) C_l` plus `A_l Z_l` with `Z_l = Σ_{j<l} B_jᵀ C_j`. The local weights `W_l` come from
+//! the features (`A_l B_lᵀ`), from the inner sketch of a self-tensored map (`(M_q M_kᵀ)^∘2`, §4.2,
+//! never forming `r²` features inside a block), or — the mixed variant, §4.3 — from the exact
+//! kernel `(q·k)^p`.
+//!
+//! * [`block`]: one block's features and local weights;
+//! * [`scan`]: the order of the blocks — a sequential scan per head, or, when there are fewer
+//!   heads than threads, a two-pass scan across chunks of blocks. Both add the states in the same
+//!   order, so results are bit-identical whatever the thread count.
+
+mod block;
+mod scan;
+
+use crate::feature_map::{FeatureMap, check_feature_memory};
+use poly_core::{
+    AttentionConfig, Dims, Element, Error, Mask, Normalization, Result, RowPosition, Tensor,
+    TensorRef, Threads, check_inputs, run_with_threads,
+};
+
+/// Configuration of [`linear_attention`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearAttentionConfig {
+    pub mask: Mask,
+    /// Rows per block of the block-causal algorithm (also the streaming unit when non-causal).
+    pub block: usize,
+    /// As for exact attention; with sketched features the normalizer is an estimate, so only a
+    /// zero or non-finite one is an error.
+    pub normalization: Normalization,
+    /// Multiplies q before the feature map, so homogeneous kernels see `(s·q·k)^p`.
+    pub scale: Option<f64>,
+    /// LayerNorm q and k rows (no affine) before the feature map, as PolySketchFormer does.
+    pub layernorm: bool,
+    /// The mixed variant (causal only): exact `(q·k)^p` weights inside each diagonal block, the
+    /// sketch for the blocks below it. The output then depends on the block size.
+    pub local_exact: bool,
+    pub threads: Threads,
+}
+
+impl Default for LinearAttentionConfig {
+    fn default() -> Self {
+        LinearAttentionConfig {
+            mask: Mask::None,
+            block: 256,
+            normalization: Normalization::OnePlusSum(1.0),
+            scale: None,
+            layernorm: false,
+            local_exact: false,
+            threads: Threads::Global,
+        }
+    }
+}
+
+/// Model FLOPs of linear attention as MATH.md §4 counts them, over all heads: the feature maps of
+/// queries and keys, plus non-causal `4·n·m·(d_v+1)`, or block-causal
+/// `2·n·b·(w + d_v + 1) + 4·n·m·(d_v + 1)` where `w` is the width the local weights are computed
+/// over (`m`; `r` for a self-tensored map; `d` for exact local blocks). For a self-tensored map
+/// `m` counts as `r²` (§4.2), although the packed state does about half of that work.
+pub fn linear_attention_flops<T: Element>(
+    dims: &Dims,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> f64 {
+    let (n_q, n_k) = (dims.n_q as f64, dims.n_k as f64);
+    let dv1 = (dims.d_v + 1) as f64;
+    let (m, width) = match map.tensored_inner() {
+        Some(inner) => {
+            let r = inner.feature_dim() as f64;
+            (r * r, r)
+        }
+        None => (map.feature_dim() as f64, map.feature_dim() as f64),
+    };
+    let width = if cfg.local_exact {
+        dims.d as f64
+    } else {
+        width
+    };
+    let maps = map.flops_per_row() * (n_q + n_k);
+    let per_head = maps
+        + match cfg.mask {
+            Mask::None => 2.0 * (n_q + n_k) * m * dv1,
+            Mask::Causal => {
+                2.0 * n_q * cfg.block.min(dims.n_q) as f64 * (width + dv1) + 4.0 * n_q * m * dv1
+            }
+        };
+    dims.batch_heads() as f64 * per_head
+}
+
+/// Attention with weights `⟨φ(q), φ(k)⟩`, in time linear in n.
+///
+/// # Errors
+/// The input errors of exact attention (shapes, empty axes, non-finite values); block size 0;
+/// a map whose input dimension is not the head dimension; causal masks with `n_q ≠ n_k`; the mixed
+/// variant without a causal mask or with a non-polynomial map; a map that needs `Sum`
+/// normalization under another one; buffers beyond [`crate::MAX_FEATURE_BYTES`]; a zero or
+/// non-finite normalizer; a non-finite output.
+pub fn linear_attention<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> Result<Tensor<T>> {
+    let dims = validate(&q, &k, &v, map, cfg)?;
+    let mut out = Tensor::zeros(dims.output_shape())?;
+    let problem = scan::Problem {
+        q: q.as_slice(),
+        k: k.as_slice(),
+        v: v.as_slice(),
+        dims,
+        map,
+        cfg,
+    };
+    run_with_threads(cfg.threads, || match cfg.mask {
+        Mask::None => scan::non_causal(&problem, out.as_mut_slice()),
+        Mask::Causal => scan::block_causal(&problem, out.as_mut_slice()),
+    })??;
+    Ok(out)
+}
+
+fn invalid(name: &'static str, value: String, expected: &'static str) -> Error {
+    Error::InvalidParameter {
+        name,
+        value,
+        expected,
+    }
+}
+
+fn validate<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> Result<Dims> {
+    // The exact engine's checks cover shapes, finiteness and the parameters shared with it.
+    let mut exact_view = AttentionConfig::polynomial(1)
+        .with_mask(cfg.mask)
+        .with_normalization(cfg.normalization);
+    exact_view.scale = cfg.scale;
+    let dims = check_inputs(q, k, v, &exact_view)?;
+    if cfg.block == 0 {
+        return Err(invalid("block", "0".into(), "a block size ≥ 1"));
+    }
+    if map.input_dim() != dims.d {
+        return Err(invalid(
+            "feature map input dimension",
+            map.input_dim().to_string(),
+            "the head dimension d of q and k",
+        ));
+    }
+    if cfg.mask == Mask::Causal && dims.n_q != dims.n_k {
+        return Err(invalid(
+            "mask",
+            format!("causal with n_q = {} ≠ n_k = {}", dims.n_q, dims.n_k),
+            "n_q = n_k for block-causal linear attention",
+        ));
+    }
+    if cfg.local_exact {
+        if cfg.mask != Mask::Causal {
+            return Err(invalid(
+                "local-exact",
+                "a non-causal mask".into(),
+                "a causal mask: exact local blocks are the diagonal blocks",
+            ));
+        }
+        if map.polynomial_degree().is_none() {
+            return Err(invalid(
+                "local-exact",
+                "a map of a non-polynomial kernel".into(),
+                "a polynomial feature map (polysketch, tensorsketch, maclaurin, exact2)",
+            ));
+        }
+    }
+    if map.requires_sum_normalization() && cfg.normalization != Normalization::Sum {
+        return Err(invalid(
+            "normalization",
+            format!("{:?}", cfg.normalization),
+            "Sum: this map rescales query rows, which only Sum normalization cancels",
+        ));
+    }
+    let m = map.feature_dim();
+    let block = cfg.block.min(dims.n_q.max(dims.n_k));
+    check_feature_memory(block, m, size_of::<T>())?;
+    check_feature_memory(m * (dims.d_v + 1), scan::CHUNKS + 3, size_of::<T>())?;
+    Ok(dims)
+}
+
+/// One row `[Σ w v | Σ w]` → its output: the single definition of the normalizations for linear
+/// attention, shared by the engine and decoding. With sketched features the normalizer is an
+/// estimate, so only a zero one (`Sum`/`OnePlusSum`) or a non-finite output is an error.
+pub(crate) fn normalize_row<A: Element, T: Element>(
+    row: &[A],
+    normalization: Normalization,
+    at: RowPosition,
+    out: &mut [T],
+) -> Result<()> {
+    let (num, sum) = row.split_at(out.len());
+    let den = match normalization {
+        Normalization::None => 1.0,
+        Normalization::Sum => sum[0].to_f64(),
+        Normalization::OnePlusSum(c) => c + sum[0].to_f64(),
+    };
+    if den == 0.0 {
+        return Err(Error::AllScoresZero { at });
+    }
+    let inv = 1.0 / den;
+    for (o, x) in out.iter_mut().zip(num) {
+        *o = T::from_f64(x.to_f64() * inv);
+        if !o.to_f64().is_finite() {
+            return Err(Error::Overflow {
+                at,
+                what: "the linear-attention output",
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Feature maps by name: one place that turns (family, degree, size, seed) into a map, shared by
+//! the CLI (`attend` and `features` must build the same φ), the benchmarks and the tests.
+
+use crate::{
+    ExactDegree2, Favor, FeatureMap, PolySketch, RandomMaclaurin, SelfTensoredSketch, SketchScale,
+    TensorSketch,
+};
+use poly_core::{Element, Error, Result};
+
+/// A family of feature maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    /// PolySketch as PolySketchFormer uses it: the non-negative self-tensored sketch for even
+    /// degrees (sketch size `r`, `r(r+1)/2` packed features), the Gaussian tree for odd ones.
+    PolySketch,
+    /// The plain Gaussian tree at every degree (signed weights).
+    PolySketchTree,
+    TensorSketch,
+    RandomMaclaurin,
+    /// FAVOR+ for softmax; the degree does not apply.
+    Favor,
+    /// Exact `x ⊗ x`: degree 2 only, deterministic.
+    Exact2,
+}
+
+impl MapKind {
+    pub const ALL: [MapKind; 6] = [
+        MapKind::PolySketch,
+        MapKind::PolySketchTree,
+        MapKind::TensorSketch,
+        MapKind::RandomMaclaurin,
+        MapKind::Favor,
+        MapKind::Exact2,
+    ];
+
+    /// The CLI's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::PolySketch => "polysketch",
+            MapKind::PolySketchTree => "polysketch-tree",
+            MapKind::TensorSketch => "tensorsketch",
+            MapKind::RandomMaclaurin => "maclaurin",
+            MapKind::Favor => "favor",
+            MapKind::Exact2 => "exact2",
+        }
+    }
+
+    /// Whether the map is random (takes a size and a seed).
+    pub fn is_random(self) -> bool {
+        self != MapKind::Exact2
+    }
+}
+
+/// A fully specified feature map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    pub kind: MapKind,
+    /// The polynomial degree (ignored by FAVOR+; must be 2 for exact2).
+    pub degree: u32,
+    /// `r` for PolySketch (the self-tensored map has `r(r+1)/2` features), `D` for TensorSketch
+    /// and Random Maclaurin, `m` for FAVOR+; unused by exact2.
+    pub sketch_dim: usize,
+    pub seed: u64,
+}
+
+impl MapSpec {
+    /// Draws the map for inputs of dimension `d`.
+    ///
+    /// # Errors
+    /// The constructors' errors; exact2 with a degree other than 2.
+    pub fn build<T: Element>(&self, d: usize) -> Result<Box<dyn FeatureMap<T>>> {
+        let MapSpec {
+            kind,
+            degree,
+            sketch_dim: r,
+            seed,
+        } = *self;
+        Ok(match kind {
+            MapKind::PolySketch if degree >= 2 && degree.is_multiple_of(2) => Box::new(
+                SelfTensoredSketch::<T>::new(d, degree, r, seed, SketchScale::Unbiased)?,
+            ),
+            MapKind::PolySketch | MapKind::PolySketchTree => Box::new(PolySketch::<T>::new(
+                d,
+                degree,
+                r,
+                seed,
+                SketchScale::Unbiased,
+            )?),
+            MapKind::TensorSketch => Box::new(TensorSketch::<T>::new(d, degree, r, seed)?),
+            MapKind::RandomMaclaurin => Box::new(RandomMaclaurin::<T>::new(d, degree, r, seed)?),
+            MapKind::Favor => Box::new(Favor::<T>::new(d, r, seed)?),
+            MapKind::Exact2 if degree == 2 => {
+                if d == 0 {
+                    return Err(Error::InvalidParameter {
+                        name: "input dimension",
+                        value: "0".into(),
+                        expected: "d ≥ 1",
+                    });
+                }
+                Box::new(ExactDegree2::new(d))
+            }
+            MapKind::Exact2 => {
+                return Err(Error::InvalidParameter {
+                    name: "degree",
+                    value: degree.to_string(),
+                    expected: "2: exact2 features are exactly degree 2",
+                });
+            }
+        })
+    }
+}
