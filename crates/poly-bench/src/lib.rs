@@ -4,6 +4,9 @@
 //!   with its FLOP model;
 //! * [`timing`]: warm-up, repeats, median/min/spread;
 //! * [`peers`]: candle behind the `candle` cargo feature;
+//! * [`sweeps`]: sequence-length scaling and thread scaling, with [`records`] (CSV/JSON) and
+//!   [`plot`] (SVG);
+//! * [`accuracy`]: the sketch accuracy study;
 //! * [`roofline`]: faer's f32 GEMM rate measured in the same process, the yardstick of every
 //!   "% of the GEMM rate" claim;
 //! * [`machine`]: the metadata every record carries (CPU, SIMD level, threads, git revision, rustc,
@@ -11,11 +14,16 @@
 //! * [`criterion_results`]: reading criterion's estimates back to compute ratios within one run;
 //! * [`reproduction`]: the Song–Xu–Yin experiment as a report (`polyattn reproduce`).
 
+pub mod accuracy;
 pub mod criterion_results;
 pub mod machine;
 pub mod methods;
 pub mod peers;
+pub mod plot;
+pub mod records;
+pub mod report;
 pub mod reproduction;
 pub mod roofline;
 pub mod scenario;
+pub mod sweeps;
 pub mod timing;

@@ -49,16 +49,10 @@ pub fn gemm_add_atb<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: us
 }
 
 /// `dst (m×n) = a (m×k) · b (k×n)`. A single row (decoding) skips faer's setup: a row of
-/// `a` times `b` is `k` vectorizable AXPYs.
+/// `a` times `b` is `k` SIMD AXPYs.
 pub fn gemm_ab<T: Element>(dst: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize) {
     if m == 1 {
-        let dst = &mut dst[..n];
-        dst.fill(T::ZERO);
-        for (&x, b_row) in a[..k].iter().zip(b.chunks_exact(n)) {
-            for (o, &y) in dst.iter_mut().zip(b_row) {
-                *o += x * y;
-            }
-        }
+        crate::kernels::weighted_row_sum(&mut dst[..n], &a[..k], &b[..k * n]);
         return;
     }
     faer::linalg::matmul::matmul(

@@ -276,6 +276,58 @@ pub fn scale_in_place<T: Element>(row: &mut [T], factor: T) {
     Arch::new().dispatch(Op(row, factor))
 }
 
+/// `state_l += f_l · c` for every row `l` of the row-major `f.len() × c.len()` matrix `state`: one
+/// token's rank-1 update of a decoding state, in one dispatch.
+pub fn rank_one_update<T: Element>(state: &mut [T], f: &[T], c: &[T]) {
+    struct Op<'a, T>(&'a mut [T], &'a [T], &'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let Op(state, f, c) = self;
+            let (c_head, c_tail) = T::v_as_simd::<S>(c);
+            for (row, &fl) in state.chunks_exact_mut(c.len()).zip(f) {
+                let scale = T::v_splat(s, fl);
+                let (head, tail) = T::v_as_mut_simd::<S>(row);
+                for (x, &y) in head.iter_mut().zip(c_head) {
+                    *x = T::v_mul_add(s, scale, y, *x);
+                }
+                for (x, &y) in tail.iter_mut().zip(c_tail) {
+                    *x += fl * y;
+                }
+            }
+        }
+    }
+    Arch::new().dispatch(Op(state, f, c))
+}
+
+/// `y = Σ_l f_l · rows_l` over the rows of the row-major `f.len() × y.len()` matrix `rows`: one row
+/// times a matrix (a decoding readout, or a one-row GEMM) in one dispatch.
+pub fn weighted_row_sum<T: Element>(y: &mut [T], f: &[T], rows: &[T]) {
+    struct Op<'a, T>(&'a mut [T], &'a [T], &'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let Op(y, f, rows) = self;
+            y.fill(T::ZERO);
+            let width = y.len();
+            let (y_head, y_tail) = T::v_as_mut_simd::<S>(y);
+            for (row, &fl) in rows.chunks_exact(width).zip(f) {
+                let scale = T::v_splat(s, fl);
+                let (head, tail) = T::v_as_simd::<S>(row);
+                for (acc, &x) in y_head.iter_mut().zip(head) {
+                    *acc = T::v_mul_add(s, scale, x, *acc);
+                }
+                for (acc, &x) in y_tail.iter_mut().zip(tail) {
+                    *acc += fl * x;
+                }
+            }
+        }
+    }
+    Arch::new().dispatch(Op(y, f, rows))
+}
+
 /// Index of the first NaN or infinity in `data`, if any.
 ///
 /// Scans blocks with `Σ x·0`, which is NaN exactly when the block holds a non-finite value, and
@@ -410,5 +462,38 @@ mod tests {
         assert_eq!(first_non_finite(&x), Some(5_123));
         let y = [0.0f64, f64::NEG_INFINITY];
         assert_eq!(first_non_finite(&y), Some(1));
+    }
+
+    #[test]
+    fn rank_one_update_and_weighted_row_sum_match_plain_loops() {
+        for (rows, width) in [(1, 1), (3, 7), (5, 8), (17, 65), (4, 130)] {
+            let f = lcg(rows as u64, rows);
+            let c = lcg(width as u64 + 100, width);
+            let start = lcg(7, rows * width);
+            // f64 and f32 against an f64 loop.
+            let mut state = start.clone();
+            rank_one_update(&mut state, &f, &c);
+            let mut state32: Vec<f32> = start.iter().map(|&x| x as f32).collect();
+            let f32s: Vec<f32> = f.iter().map(|&x| x as f32).collect();
+            let c32: Vec<f32> = c.iter().map(|&x| x as f32).collect();
+            rank_one_update(&mut state32, &f32s, &c32);
+            for l in 0..rows {
+                for j in 0..width {
+                    let want = start[l * width + j] + f[l] * c[j];
+                    assert!((state[l * width + j] - want).abs() < 1e-14);
+                    assert!((state32[l * width + j] as f64 - want).abs() < 1e-6);
+                }
+            }
+            let mut y = vec![9.0; width];
+            weighted_row_sum(&mut y, &f, &start);
+            let mut y32 = vec![9.0f32; width];
+            let start32: Vec<f32> = start.iter().map(|&x| x as f32).collect();
+            weighted_row_sum(&mut y32, &f32s, &start32);
+            for j in 0..width {
+                let want: f64 = (0..rows).map(|l| f[l] * start[l * width + j]).sum();
+                assert!((y[j] - want).abs() < 1e-13, "{rows}×{width}");
+                assert!((y32[j] as f64 - want).abs() < 1e-5, "{rows}×{width}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::feature_map::{FeatureMap, check_finite};
 use crate::linear::{LinearAttentionConfig, normalize_row};
-use poly_core::kernels::powi;
+use poly_core::kernels::{powi, rank_one_update, weighted_row_sum};
 use poly_core::{Element, Error, Normalization, Result, RowPosition, layernorm_in_place};
 
 /// The running state of one head, bound to the feature map it was built with.
@@ -34,6 +34,8 @@ pub struct DecodingState<'m, T: Element> {
     x: Vec<T>,
     features: Vec<T>,
     y: Vec<T>,
+    /// `[v | 1]` of the token being absorbed.
+    c: Vec<T>,
 }
 
 impl<'m, T: Element> DecodingState<'m, T> {
@@ -95,6 +97,11 @@ impl<'m, T: Element> DecodingState<'m, T> {
             x: vec![T::ZERO; d],
             features: vec![T::ZERO; m],
             y: vec![T::ZERO; d_v + 1],
+            c: {
+                let mut c = vec![T::ZERO; d_v + 1];
+                c[d_v] = T::ONE;
+                c
+            },
         })
     }
 
@@ -164,14 +171,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         let closes_block = self.absorb_partial(k, v);
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
-        self.y.fill(T::ZERO);
-        for (&a, z) in self
-            .features
-            .iter()
-            .zip(self.state.chunks_exact(self.d_v + 1))
-        {
-            axpy(&mut self.y, a, z);
-        }
+        weighted_row_sum(&mut self.y, &self.features, &self.state);
         if let Some((degree, _)) = self.local {
             let key_rows = self.partial_keys.chunks_exact(self.d);
             for (key, c) in key_rows.zip(self.partial_values.chunks_exact(self.d_v + 1)) {
@@ -226,7 +226,8 @@ impl<'m, T: Element> DecodingState<'m, T> {
             }
             None => {
                 self.map.map_keys_into(&self.x, &mut self.features);
-                add_outer(&mut self.state, &self.features, v);
+                self.c[..self.d_v].copy_from_slice(v);
+                rank_one_update(&mut self.state, &self.features, &self.c);
                 false
             }
         }
@@ -241,7 +242,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
             .zip(values.chunks_exact(self.d_v + 1))
         {
             self.map.map_keys_into(k, &mut self.features);
-            add_outer(&mut self.state, &self.features, &c[..self.d_v]);
+            rank_one_update(&mut self.state, &self.features, c);
         }
         self.partial_keys = keys;
         self.partial_keys.clear();
@@ -258,13 +259,4 @@ impl<'m, T: Element> DecodingState<'m, T> {
 /// `y += a · x` over the common length.
 fn axpy<T: Element>(y: &mut [T], a: T, x: &[T]) {
     y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
-}
-
-/// `Z += f [v | 1]ᵀ`: one token's rank-1 update.
-fn add_outer<T: Element>(state: &mut [T], f: &[T], v: &[T]) {
-    let dv1 = v.len() + 1;
-    for (row, &fl) in state.chunks_exact_mut(dv1).zip(f) {
-        axpy(&mut row[..dv1 - 1], fl, v);
-        row[dv1 - 1] += fl;
-    }
 }

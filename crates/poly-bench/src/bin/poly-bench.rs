@@ -1,10 +1,14 @@
-//! `poly-bench`: the measuring binary behind `cargo xtask scaling | threads | accuracy | report |
-//! profile`. Built in release mode by xtask; every subcommand writes CSV/JSON/SVG/markdown into
-//! its `--out` directory.
+//! `poly-bench`: the measuring binary behind `cargo xtask report | scaling | threads | accuracy |
+//! profile`. xtask builds it in release mode; each subcommand writes CSV/JSON/SVG/markdown into
+//! its `--out` directory and prints a summary.
 
 use clap::{Parser, Subcommand};
+use poly_bench::accuracy::{self, AccuracyPlan};
 use poly_bench::methods::MethodName;
-use poly_bench::scenario::Scenario;
+use poly_bench::report;
+use poly_bench::scenario::{Method, Scenario};
+use poly_bench::sweeps::{self, ScalingPlan};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "poly-bench", about = "polyattn measurements")]
@@ -13,9 +17,13 @@ struct Cli {
     command: Command,
 }
 
+fn all_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Time one scenario and print one JSON line (also what `xtask profile` runs under valgrind).
+    /// Time one scenario and print one JSON line (what `xtask profile` runs under valgrind).
     Time {
         #[arg(long, value_enum)]
         method: MethodName,
@@ -25,7 +33,7 @@ enum Command {
         d: usize,
         #[arg(long, default_value_t = 8)]
         batch_heads: usize,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = all_threads())]
         threads: usize,
         #[arg(long, default_value_t = 256)]
         block: usize,
@@ -34,11 +42,55 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Time vs n (doubling), every method causal and not, with slopes and % of the GEMM rate.
+    Scaling {
+        /// n up to 16384, batch×heads 4, 20 s per series (else up to --max-n, batch×heads 8).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 65536)]
+        max_n: usize,
+        /// Seconds one series may spend before its sweep stops.
+        #[arg(long, default_value_t = 90.0)]
+        budget_s: f64,
+        #[arg(long, default_value_t = all_threads())]
+        threads: usize,
+        /// Methods to sweep (default: poly4, softmax, polysketch and every compiled-in peer).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        methods: Vec<MethodName>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Speedup from 1 to --max-threads threads at n = 4096, batch×heads = 8.
+    Threads {
+        #[arg(long, default_value_t = all_threads())]
+        max_threads: usize,
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Relative error of sketched vs exact attention as the sketch grows (16 … 256).
+    Accuracy {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The main job: quick scaling, threads, quick reproduction, accuracy → report.md + SVGs.
+    Report {
+        #[arg(long, default_value_t = all_threads())]
+        threads: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let result: Result<(), String> = match cli.command {
+fn create(dir: &PathBuf) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
         Command::Time {
             method,
             n,
@@ -58,22 +110,91 @@ fn main() {
                 threads,
                 block,
             };
-            scenario.time(repeat).map_err(|e| e.to_string()).map(|t| {
-                let gflop = scenario.flops() / 1e9;
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "method": scenario.method.label(),
-                        "causal": causal, "n": n, "d": d, "batch_heads": batch_heads,
-                        "threads": threads, "block": block,
-                        "seconds_median": t.median, "seconds_min": t.min, "spread": t.spread(),
-                        "gflop": gflop, "gflops": gflop / t.median,
-                    })
-                );
-            })
+            let t = scenario.time(repeat).map_err(|e| e.to_string())?;
+            let gflop = scenario.flops() / 1e9;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "method": scenario.method.label(), "causal": causal, "n": n, "d": d,
+                    "batch_heads": batch_heads, "threads": threads, "block": block,
+                    "seconds_median": t.median, "seconds_min": t.min, "spread": t.spread(),
+                    "gflop": gflop, "gflops": gflop / t.median,
+                })
+            );
+            Ok(())
         }
-    };
-    if let Err(e) = result {
+        Command::Scaling {
+            quick,
+            max_n,
+            budget_s,
+            threads,
+            methods,
+            out,
+        } => {
+            create(&out)?;
+            let mut plan = if quick {
+                report::quick_scaling(threads)
+            } else {
+                ScalingPlan {
+                    n_max: max_n,
+                    batch_heads: 8,
+                    repeat: 3,
+                    budget_s,
+                    ..report::quick_scaling(threads)
+                }
+            };
+            if !methods.is_empty() {
+                plan.series = methods
+                    .iter()
+                    .flat_map(|m| [(m.method(), false), (m.method(), true)])
+                    .collect::<Vec<(Method, bool)>>();
+            }
+            let sweep = sweeps::scaling(&plan)?;
+            sweeps::write_scaling(&sweep, &out)?;
+            println!("{}", sweeps::scaling_markdown(&sweep));
+            println!("wrote {}/scaling.{{csv,json,md,svg}}", out.display());
+            Ok(())
+        }
+        Command::Threads {
+            max_threads,
+            n,
+            out,
+        } => {
+            create(&out)?;
+            let series = vec![
+                (MethodName::Poly4.method(), true),
+                (MethodName::Softmax.method(), false),
+                (MethodName::Polysketch.method(), true),
+            ];
+            let sweep = sweeps::threads(&series, n, 8, max_threads, 3)?;
+            sweeps::write_threads(&sweep, &out)?;
+            println!("{}", sweeps::threads_markdown(&sweep));
+            println!("wrote {}/threads.{{csv,json,md,svg}}", out.display());
+            Ok(())
+        }
+        Command::Accuracy { quick, out } => {
+            create(&out)?;
+            let plan = if quick {
+                AccuracyPlan::quick()
+            } else {
+                AccuracyPlan::full()
+            };
+            let cells = accuracy::run(&plan)?;
+            accuracy::write(&cells, &plan, &out)?;
+            println!("{}", accuracy::markdown(&cells, &plan));
+            println!("wrote {}/accuracy.{{csv,md}} and SVGs", out.display());
+            Ok(())
+        }
+        Command::Report { threads, out } => {
+            let summary = report::run(&out, threads)?;
+            println!("{summary}");
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse().command) {
         eprintln!("error: {e}");
         std::process::exit(2);
     }

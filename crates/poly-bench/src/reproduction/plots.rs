@@ -2,6 +2,7 @@
 
 use super::grid::Reproduction;
 use plotters::coord::Shift;
+use crate::plot::COLORS;
 use plotters::prelude::*;
 use poly_data::expressivity::datasets::{Class, RatioDataset, SignPlacement};
 use poly_data::expressivity::network::NetworkKernel;
@@ -17,14 +18,6 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
 
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
 
 /// Writes every plot into `dir`; returns `(file name, caption)` pairs for the report.
 ///

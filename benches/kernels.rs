@@ -1,0 +1,128 @@
+//! The pieces under the attention engines, each against a yardstick measured in the same run.
+//!
+//! * `power`: the scaled power kernel (β = 4, with its row sums) over a 64 × 512 tile, against a
+//!   plain copy of the same bytes — how close the elementwise pass runs to memory speed;
+//! * `feature_maps`: every feature map on one block of 256 rows (d = 64, m ≈ 528);
+//! * `sketched_n{1024,4096}`: self-tensored PolySketch (p = 4, r = 32, b = 256) causal, its mixed
+//!   variant and exact causal β = 4, batch × heads = 8, all threads.
+//!
+//! `cargo bench --bench kernels` (add `-- --quick` for a fast pass).
+
+use criterion::{Criterion, Throughput};
+use poly_bench::methods::{FEATURES, MethodName};
+use poly_bench::scenario::Scenario;
+use poly_core::kernels::power_in_place;
+use poly_data::synthetic::uniform;
+use poly_sketch::{LinearAttentionConfig, MapKind, MapSpec, linear_attention};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn bench_power(c: &mut Criterion) {
+    let tile = uniform::<f32>([1, 1, 64, 512], -1.0, 1.0, 1).into_vec();
+    let mut group = c.benchmark_group("power");
+    group.throughput(Throughput::Bytes((tile.len() * 4) as u64));
+    let mut work = tile.clone();
+    group.bench_function("power4_tile_64x512", |b| {
+        b.iter(|| {
+            work.copy_from_slice(&tile);
+            for row in work.chunks_exact_mut(512) {
+                black_box(power_in_place(row, 1.0, 4));
+            }
+        })
+    });
+    let mut copy = tile.clone();
+    group.bench_function("memcpy_twice_tile_64x512", |b| {
+        // The power pass reads and writes the tile after the reset copy: two copies' traffic.
+        b.iter(|| {
+            copy.copy_from_slice(&tile);
+            black_box(&mut copy);
+            copy.copy_from_slice(&tile);
+            black_box(&mut copy);
+        })
+    });
+    group.finish();
+}
+
+fn bench_feature_maps(c: &mut Criterion) {
+    let (rows, d) = (256, 64);
+    let x = uniform::<f32>([1, 1, rows, d], -1.0, 1.0, 2).into_vec();
+    let mut group = c.benchmark_group("feature_maps");
+    group.throughput(Throughput::Elements(rows as u64));
+    for (kind, degree, size) in [
+        (MapKind::PolySketch, 4, 32),
+        (MapKind::PolySketchTree, 4, 32),
+        (MapKind::TensorSketch, 4, FEATURES),
+        (MapKind::RandomMaclaurin, 4, FEATURES),
+        (MapKind::Favor, 1, FEATURES),
+        (MapKind::Exact2, 2, 0),
+    ] {
+        let map = MapSpec {
+            kind,
+            degree,
+            sketch_dim: size,
+            seed: 0,
+        }
+        .build::<f32>(d)
+        .unwrap();
+        let mut out = vec![0.0f32; rows * map.feature_dim()];
+        group.bench_function(format!("{}_m{}", kind.name(), map.feature_dim()), |b| {
+            b.iter(|| map.map_keys_into(black_box(&x), &mut out))
+        });
+    }
+    group.finish();
+}
+
+fn bench_sketched(c: &mut Criterion) {
+    let threads = rayon::current_num_threads();
+    for n in [1024, 4096] {
+        let mut group = c.benchmark_group(format!("sketched_n{n}"));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(3));
+        for name in [
+            MethodName::Polysketch,
+            MethodName::PolysketchLocal,
+            MethodName::Poly4,
+        ] {
+            let scenario = Scenario {
+                method: name.method(),
+                causal: true,
+                n,
+                d: 64,
+                batch_heads: 8,
+                threads,
+                block: 256,
+            };
+            group.throughput(Throughput::Elements(scenario.flops() as u64));
+            let [q, k, v] = scenario.inputs();
+            match scenario.method {
+                poly_bench::scenario::Method::Sketched { map, local_exact } => {
+                    let map = map.build::<f32>(64).unwrap();
+                    let cfg: LinearAttentionConfig = scenario.linear_config(local_exact);
+                    group.bench_function(scenario.method.label(), |b| {
+                        b.iter(|| {
+                            linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg)
+                                .unwrap()
+                        })
+                    });
+                }
+                poly_bench::scenario::Method::Exact(kernel) => {
+                    let cfg = scenario.exact_config(kernel);
+                    group.bench_function(scenario.method.label(), |b| {
+                        b.iter(|| poly_core::attention(q.view(), k.view(), v.view(), &cfg).unwrap())
+                    });
+                }
+                poly_bench::scenario::Method::Peer(_) => {}
+            }
+        }
+        group.finish();
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_power(&mut c);
+    bench_feature_maps(&mut c);
+    bench_sketched(&mut c);
+    c.final_summary();
+}

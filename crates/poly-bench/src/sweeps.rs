@@ -1,0 +1,345 @@
+//! The sweeps behind `cargo xtask scaling` and `cargo xtask threads`: scenarios timed in this
+//! process, each against the faer GEMM rate measured here at the same thread count.
+
+use crate::machine::MachineInfo;
+use crate::plot::{Axes, Series, line_plot, log_log_slope};
+use crate::records::{self, Record};
+use crate::roofline::gemm_rate_gflops;
+use crate::scenario::{Method, Scenario};
+use indicatif::ProgressBar;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// Points below this n are timed but left out of slope fits (fixed costs dominate there).
+pub const SLOPE_MIN_N: usize = 1024;
+
+/// A sequence-length sweep.
+#[derive(Clone, Debug)]
+pub struct ScalingPlan {
+    /// Each method with the masks to run it under.
+    pub series: Vec<(Method, bool)>,
+    pub n_min: usize,
+    pub n_max: usize,
+    pub d: usize,
+    pub batch_heads: usize,
+    pub threads: usize,
+    pub block: usize,
+    pub repeat: usize,
+    /// Seconds one series may spend; the next n is skipped once it would exceed them.
+    pub budget_s: f64,
+}
+
+impl ScalingPlan {
+    fn lengths(&self) -> Vec<usize> {
+        std::iter::successors(Some(self.n_min), |n| Some(n * 2))
+            .take_while(|&n| n <= self.n_max)
+            .collect()
+    }
+}
+
+/// A finished sweep: its records and the GEMM rate they are measured against.
+pub struct Sweep {
+    pub records: Vec<Record>,
+    pub machine: MachineInfo,
+}
+
+fn label(method: &Method, causal: bool) -> String {
+    format!("{}{}", method.label(), if causal { " causal" } else { "" })
+}
+
+/// Times every series over doubling n until its budget runs out.
+///
+/// # Errors
+/// The first failing scenario's error, as text.
+pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
+    let gemm = gemm_rate_gflops(2048, plan.threads, 3);
+    let lengths = plan.lengths();
+    let bar = ProgressBar::new((plan.series.len() * lengths.len()) as u64);
+    let mut records = Vec::new();
+    for &(method, causal) in &plan.series {
+        let start = Instant::now();
+        let mut last: Option<f64> = None;
+        for &n in &lengths {
+            bar.inc(1);
+            // Predict this run from the last one (×2 per doubling for linear methods, ×4 else).
+            if let Some(seconds) = last {
+                let growth = if method.is_linear() { 2.0 } else { 4.0 };
+                let predicted = seconds * growth;
+                let spent = start.elapsed().as_secs_f64();
+                if spent + predicted * (plan.repeat + 1) as f64 > plan.budget_s {
+                    break;
+                }
+            }
+            let scenario = Scenario {
+                method,
+                causal,
+                n,
+                d: plan.d,
+                batch_heads: plan.batch_heads,
+                threads: plan.threads,
+                block: plan.block,
+            };
+            let timing = scenario
+                .time(plan.repeat)
+                .map_err(|e| format!("{} n = {n}: {e}", label(&method, causal)))?;
+            last = Some(timing.median);
+            records.push(Record {
+                scenario,
+                timing,
+                gflop: scenario.flops() / 1e9,
+                gemm_gflops: gemm,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Sweep {
+        records,
+        machine: MachineInfo::collect(plan.threads),
+    })
+}
+
+/// Records grouped by series label, in first-seen order.
+fn by_series(records: &[Record]) -> Vec<(String, Vec<&Record>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        let key = label(&r.scenario.method, r.scenario.causal);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let g = groups.remove(&k).unwrap_or_default();
+            (k, g)
+        })
+        .collect()
+}
+
+/// The fitted log-log slope of each series over n ≥ [`SLOPE_MIN_N`].
+pub fn slopes(records: &[Record]) -> Vec<(String, Option<f64>)> {
+    by_series(records)
+        .into_iter()
+        .map(|(label, rs)| {
+            let points: Vec<(f64, f64)> = rs
+                .iter()
+                .filter(|r| r.scenario.n >= SLOPE_MIN_N)
+                .map(|r| (r.scenario.n as f64, r.timing.median))
+                .collect();
+            (label, log_log_slope(&points))
+        })
+        .collect()
+}
+
+/// Markdown: one row per n, one column per series with its time and % of the GEMM rate.
+pub fn scaling_markdown(sweep: &Sweep) -> String {
+    let series = by_series(&sweep.records);
+    let mut lengths: Vec<usize> = sweep.records.iter().map(|r| r.scenario.n).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let mut out = String::from("| n |");
+    for (label, _) in &series {
+        write!(out, " {label} |").unwrap();
+    }
+    out.push_str("\n|---:|");
+    out.push_str(&"---:|".repeat(series.len()));
+    out.push('\n');
+    for n in lengths {
+        write!(out, "| {n} |").unwrap();
+        for (_, rs) in &series {
+            match rs.iter().find(|r| r.scenario.n == n) {
+                Some(r) => write!(
+                    out,
+                    " {:.1} ms ({:.0}%) |",
+                    r.timing.median * 1e3,
+                    r.percent_of_gemm()
+                )
+                .unwrap(),
+                None => out.push_str(" — |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str("| **slope** |");
+    for (_, slope) in slopes(&sweep.records) {
+        match slope {
+            Some(s) => write!(out, " **{s:.2}** |").unwrap(),
+            None => out.push_str(" — |"),
+        }
+    }
+    out.push('\n');
+    if let Some(r) = sweep.records.first() {
+        write!(
+            out,
+            "\nMedian time (model FLOP rate as % of faer's f32 GEMM, {:.0} GFLOP/s on {} threads in the same run); \
+             f32, batch×heads = {}, d = d_v = {}, block {}; slopes fitted on log-log axes over n ≥ {SLOPE_MIN_N}; \
+             — = skipped by the per-series time budget.\n",
+            r.gemm_gflops, r.scenario.threads, r.scenario.batch_heads, r.scenario.d, r.scenario.block
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Writes `scaling.{csv,json,md,svg}` into `dir`.
+///
+/// # Errors
+/// A message naming the file that failed.
+pub fn write_scaling(sweep: &Sweep, dir: &Path) -> Result<(), String> {
+    records::write(dir, "scaling", &sweep.records, &sweep.machine)?;
+    std::fs::write(dir.join("scaling.md"), scaling_markdown(sweep)).map_err(|e| e.to_string())?;
+    let slopes = slopes(&sweep.records);
+    let series: Vec<Series> = by_series(&sweep.records)
+        .into_iter()
+        .zip(slopes)
+        .map(|((label, rs), (_, slope))| {
+            let slope = slope.map_or(String::new(), |s| format!(" (slope {s:.2})"));
+            (
+                format!("{label}{slope}"),
+                rs.iter()
+                    .map(|r| (r.scenario.n as f64, r.timing.median))
+                    .collect(),
+            )
+        })
+        .collect();
+    let axes = Axes {
+        title: "Time vs sequence length (log-log)",
+        x: "n (tokens)",
+        y: "seconds (median)",
+        log_x: true,
+        log_y: true,
+    };
+    line_plot(&dir.join("scaling.svg"), &axes, &series)
+}
+
+/// Times each `(method, causal)` at every thread count `1..=max_threads`.
+///
+/// # Errors
+/// The first failing scenario's error, as text.
+pub fn threads(
+    series: &[(Method, bool)],
+    n: usize,
+    batch_heads: usize,
+    max_threads: usize,
+    repeat: usize,
+) -> Result<Sweep, String> {
+    let counts: Vec<usize> = (1..=max_threads).collect();
+    let gemm: Vec<f64> = counts
+        .iter()
+        .map(|&t| gemm_rate_gflops(2048, t, 3))
+        .collect();
+    let bar = ProgressBar::new((series.len() * counts.len()) as u64);
+    let mut records = Vec::new();
+    for &(method, causal) in series {
+        for (&threads, &gemm_gflops) in counts.iter().zip(&gemm) {
+            bar.inc(1);
+            let scenario = Scenario {
+                method,
+                causal,
+                n,
+                d: 64,
+                batch_heads,
+                threads,
+                block: 256,
+            };
+            let timing = scenario
+                .time(repeat)
+                .map_err(|e| format!("{} {threads} threads: {e}", label(&method, causal)))?;
+            records.push(Record {
+                scenario,
+                timing,
+                gflop: scenario.flops() / 1e9,
+                gemm_gflops,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Sweep {
+        records,
+        machine: MachineInfo::collect(max_threads),
+    })
+}
+
+/// Speedup of each series over its one-thread time, and the GEMM's own speedup.
+pub fn threads_markdown(sweep: &Sweep) -> String {
+    let series = by_series(&sweep.records);
+    let mut counts: Vec<usize> = sweep.records.iter().map(|r| r.scenario.threads).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut out = String::from("| threads | faer GEMM GFLOP/s |");
+    for (label, _) in &series {
+        write!(out, " {label} |").unwrap();
+    }
+    out.push_str("\n|---:|---:|");
+    out.push_str(&"---:|".repeat(series.len()));
+    out.push('\n');
+    for &t in &counts {
+        let gemm = sweep
+            .records
+            .iter()
+            .find(|r| r.scenario.threads == t)
+            .map_or(f64::NAN, |r| r.gemm_gflops);
+        write!(out, "| {t} | {gemm:.0} |").unwrap();
+        for (_, rs) in &series {
+            let one = rs.iter().find(|r| r.scenario.threads == 1);
+            match (one, rs.iter().find(|r| r.scenario.threads == t)) {
+                (Some(one), Some(r)) => write!(
+                    out,
+                    " {:.1} ms, {:.2}× |",
+                    r.timing.median * 1e3,
+                    one.timing.median / r.timing.median
+                )
+                .unwrap(),
+                _ => out.push_str(" — |"),
+            }
+        }
+        out.push('\n');
+    }
+    if let Some(r) = sweep.records.first() {
+        write!(
+            out,
+            "\nMedian time and speedup over one thread; f32, n = {}, batch×heads = {}, d = 64.\n",
+            r.scenario.n, r.scenario.batch_heads
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Writes `threads.{csv,json,md,svg}` into `dir`.
+///
+/// # Errors
+/// A message naming the file that failed.
+pub fn write_threads(sweep: &Sweep, dir: &Path) -> Result<(), String> {
+    records::write(dir, "threads", &sweep.records, &sweep.machine)?;
+    std::fs::write(dir.join("threads.md"), threads_markdown(sweep)).map_err(|e| e.to_string())?;
+    let mut series: Vec<Series> = by_series(&sweep.records)
+        .into_iter()
+        .map(|(label, rs)| {
+            let one = rs
+                .iter()
+                .find(|r| r.scenario.threads == 1)
+                .map_or(f64::NAN, |r| r.timing.median);
+            (
+                label,
+                rs.iter()
+                    .map(|r| (r.scenario.threads as f64, one / r.timing.median))
+                    .collect(),
+            )
+        })
+        .collect();
+    let max = sweep.machine.threads as f64;
+    series.push(("ideal".into(), vec![(1.0, 1.0), (max, max)]));
+    let axes = Axes {
+        title: "Speedup over one thread",
+        x: "threads",
+        y: "speedup",
+        log_x: false,
+        log_y: false,
+    };
+    line_plot(&dir.join("threads.svg"), &axes, &series)
+}
