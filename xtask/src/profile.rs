@@ -53,20 +53,29 @@ pub fn run(method: &str, n: usize, causal: bool) -> Result<(), String> {
     let mut in_table = false;
     let mut shown = 0;
     for line in listing.lines() {
-        if line.contains("PROGRAM TOTALS") || line.trim_start().starts_with("Ir") {
-            summary.push_str(line.trim());
-            summary.push('\n');
+        if line.contains("PROGRAM TOTALS") {
+            summary.push_str(&format!("{}\n\n", line.trim()));
         }
         if line.contains("file:function") {
             in_table = true;
             continue;
         }
-        if in_table && !line.trim().is_empty() && !line.starts_with("--") && shown < TOP {
+        if in_table && line.starts_with("--") {
+            continue;
+        }
+        // The function table ends at its first blank line (per-file annotations follow).
+        if in_table && (line.trim().is_empty() || shown == TOP) {
+            break;
+        }
+        if in_table {
             summary.push_str(line.trim());
             summary.push('\n');
             shown += 1;
         }
     }
+    summary.push_str(
+        "\n(`???:0x…` entries are faer's hand-written GEMM micro-kernels, which carry no symbols.)\n",
+    );
     let perf = Command::new("perf")
         .args(["stat", "-e", "instructions,cycles", "--"])
         .arg(&binary)

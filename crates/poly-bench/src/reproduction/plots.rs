@@ -1,8 +1,8 @@
 //! SVG plots of a reproduction (plotters, SVG backend only: no fonts or native libraries needed).
 
 use super::grid::Reproduction;
-use plotters::coord::Shift;
 use crate::plot::COLORS;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use poly_data::expressivity::datasets::{Class, RatioDataset, SignPlacement};
 use poly_data::expressivity::network::NetworkKernel;
@@ -17,7 +17,6 @@ type DrawPlot = fn(&Reproduction, &Area) -> Result<(), String>;
 fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
-
 
 /// Writes every plot into `dir`; returns `(file name, caption)` pairs for the report.
 ///
