@@ -328,3 +328,56 @@ pub fn write(cells: &[AccuracyCell], plan: &AccuracyPlan, dir: &Path) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_row_stochastic_and_errors_are_relative() {
+        let (n, d) = (12, 4);
+        let [q, k, _] = Inputs::CorrelatedQk.draw(n, d, 3);
+        for kernel in [Kernel::Polynomial { degree: 4 }, Kernel::Softmax] {
+            let w = exact_weights(q.as_slice(), k.as_slice(), n, d, kernel);
+            for row in w.chunks(n) {
+                assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            }
+        }
+        // Exact degree-2 features reproduce exact degree-2 weights: zero error.
+        let map = poly_sketch::ExactDegree2::new(d);
+        let got = sketched_weights(&map, q.as_slice(), k.as_slice(), n);
+        let want = exact_weights(
+            q.as_slice(),
+            k.as_slice(),
+            n,
+            d,
+            Kernel::Polynomial { degree: 2 },
+        );
+        assert!(relative_error(&got, &want) < 1e-12);
+        assert!((relative_error(&[2.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_study_fills_every_cell() {
+        let plan = AccuracyPlan {
+            sizes: vec![4, 8],
+            n: 16,
+            d: 8,
+            seeds: 1,
+        };
+        let cells = run(&plan).unwrap();
+        assert_eq!(cells.len(), INPUTS.len() * FAMILIES.len() * 2);
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.weight_error >= 0.0 && c.output_error >= 0.0)
+        );
+        let polysketch = cells
+            .iter()
+            .find(|c| c.family == MapKind::PolySketch && c.r == 8)
+            .unwrap();
+        assert_eq!(polysketch.m, 36);
+        let md = markdown(&cells, &plan);
+        assert!(md.contains("correlated q/k") && md.contains("(m = 36)"));
+    }
+}

@@ -162,3 +162,67 @@ impl Scenario {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flop_models_follow_the_kernels() {
+        let exact = Scenario {
+            method: Method::Exact(Kernel::Polynomial { degree: 4 }),
+            causal: false,
+            n: 1024,
+            d: 64,
+            batch_heads: 2,
+            threads: 1,
+            block: 256,
+        };
+        // 2·(d + d_v) per query–key pair.
+        assert_eq!(exact.flops(), 2.0 * 1024.0 * 1024.0 * 256.0);
+        let causal = Scenario {
+            causal: true,
+            ..exact
+        };
+        assert!(causal.flops() < 0.51 * exact.flops() && causal.flops() > 0.49 * exact.flops());
+        // MATH.md §4.2: n = 32768, r = 32, d = d_v = 64, b = 256 is about 10.8 GFLOP per head.
+        let sketch = Scenario {
+            method: Method::POLYSKETCH_4,
+            causal: true,
+            n: 32768,
+            batch_heads: 1,
+            ..exact
+        };
+        assert!(
+            (sketch.flops() / 1e9 - 10.8).abs() < 0.2,
+            "{}",
+            sketch.flops() / 1e9
+        );
+        // Linear in n.
+        let half = Scenario { n: 16384, ..sketch };
+        assert!((sketch.flops() / half.flops() - 2.0).abs() < 1e-9);
+        assert_eq!(Method::POLYSKETCH_4.label(), "polysketch4_r32");
+    }
+
+    #[test]
+    fn timing_a_scenario_runs_it() {
+        let s = Scenario {
+            method: Method::POLYSKETCH_4,
+            causal: true,
+            n: 300,
+            d: 16,
+            batch_heads: 1,
+            threads: 1,
+            block: 64,
+        };
+        let t = s.time(2).unwrap();
+        assert_eq!(t.runs, 2);
+        assert!(t.min > 0.0 && t.min <= t.median);
+        let peer = Scenario {
+            method: Method::Peer(crate::peers::Peer::CandleFlashSoftmax),
+            ..s
+        };
+        // Without the `candle` feature the peer is an error, not a silent zero.
+        assert_eq!(peer.time(1).is_err(), !cfg!(feature = "candle"));
+    }
+}

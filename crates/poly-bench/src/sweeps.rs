@@ -343,3 +343,90 @@ pub fn write_threads(sweep: &Sweep, dir: &Path) -> Result<(), String> {
     };
     line_plot(&dir.join("threads.svg"), &axes, &series)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Timing;
+
+    fn record(method: Method, causal: bool, n: usize, threads: usize, seconds: f64) -> Record {
+        Record {
+            scenario: Scenario {
+                method,
+                causal,
+                n,
+                d: 64,
+                batch_heads: 2,
+                threads,
+                block: 256,
+            },
+            timing: Timing::from_seconds(vec![seconds]),
+            gflop: 1.0,
+            gemm_gflops: 10.0,
+        }
+    }
+
+    #[test]
+    fn slopes_tables_and_files_follow_the_records() {
+        let exact = crate::methods::MethodName::Poly4.method();
+        let sketch = crate::methods::MethodName::Polysketch.method();
+        let mut records = Vec::new();
+        for k in 8..14 {
+            let n = 1usize << k;
+            records.push(record(exact, true, n, 2, 1e-9 * (n * n) as f64));
+            records.push(record(sketch, true, n, 2, 1e-6 * n as f64));
+        }
+        let slopes = slopes(&records);
+        assert_eq!(slopes.len(), 2);
+        assert!((slopes[0].1.unwrap() - 2.0).abs() < 1e-9, "{slopes:?}");
+        assert!((slopes[1].1.unwrap() - 1.0).abs() < 1e-9, "{slopes:?}");
+        let machine = MachineInfo::collect(2);
+        let sweep = Sweep { records, machine };
+        let md = scaling_markdown(&sweep);
+        assert!(
+            md.contains("| 8192 |") && md.contains("**2.00**") && md.contains("**1.00**"),
+            "{md}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write_scaling(&sweep, dir.path()).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("scaling.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 12);
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("scaling.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["records"].as_array().unwrap().len(), 12);
+        assert!(json["machine"]["git_revision"].is_string());
+    }
+
+    #[test]
+    fn thread_table_reports_speedup_over_one_thread() {
+        let exact = crate::methods::MethodName::Poly4.method();
+        let records = vec![
+            record(exact, true, 4096, 1, 2.0),
+            record(exact, true, 4096, 2, 1.0),
+        ];
+        let sweep = Sweep {
+            records,
+            machine: MachineInfo::collect(2),
+        };
+        let md = threads_markdown(&sweep);
+        assert!(md.contains("2.00×") && md.contains("1.00×"), "{md}");
+    }
+
+    #[test]
+    fn scaling_plan_doubles_within_bounds() {
+        let plan = ScalingPlan {
+            series: vec![],
+            n_min: 256,
+            n_max: 3000,
+            d: 64,
+            batch_heads: 1,
+            threads: 1,
+            block: 256,
+            repeat: 1,
+            budget_s: 1.0,
+        };
+        assert_eq!(plan.lengths(), vec![256, 512, 1024, 2048]);
+    }
+}
