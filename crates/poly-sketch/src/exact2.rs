@@ -51,3 +51,35 @@ pub(crate) fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [
         }
     }
 }
+
+/// [`pack_symmetric_square`] of `rows` rows of `m` (row-major, `rows × dim`), written transposed:
+/// `out` is `dim(dim+1)/2 × rows`, feature-major in the same feature order. Each output row is
+/// then one contiguous product of two columns of `m` (transposed into `columns` first), which
+/// vectorizes, and the engines' GEMMs read the transpose at no cost.
+pub(crate) fn pack_symmetric_square_transposed<T: Element>(
+    m: &[T],
+    rows: usize,
+    dim: usize,
+    columns: &mut [T],
+    out: &mut [T],
+) {
+    let columns = &mut columns[..dim * rows];
+    for (r, row) in m[..rows * dim].chunks_exact(dim).enumerate() {
+        for (i, &x) in row.iter().enumerate() {
+            columns[i * rows + r] = x;
+        }
+    }
+    let sqrt2 = T::from_f64(std::f64::consts::SQRT_2);
+    let mut features = out.chunks_exact_mut(rows);
+    for i in 0..dim {
+        let ci = &columns[i * rows..(i + 1) * rows];
+        for j in i..dim {
+            let cj = &columns[j * rows..(j + 1) * rows];
+            let scale = if i == j { T::ONE } else { sqrt2 };
+            let f = features.next().expect("dim(dim+1)/2 feature rows");
+            for ((o, &a), &b) in f.iter_mut().zip(ci).zip(cj) {
+                *o = scale * a * b;
+            }
+        }
+    }
+}

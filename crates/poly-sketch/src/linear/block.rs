@@ -1,7 +1,7 @@
 //! One block of one head: its prepared inputs, state features and local weights.
 
 use super::LinearAttentionConfig;
-use crate::exact2::pack_symmetric_square;
+use crate::exact2::pack_symmetric_square_transposed;
 use crate::feature_map::FeatureMap;
 use poly_core::gemm::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
 use poly_core::kernels::powi;
@@ -39,9 +39,11 @@ pub(super) struct Scratch<T> {
     /// Inner-sketch rows `M` of a self-tensored map, `b × r`.
     mq: Vec<T>,
     mk: Vec<T>,
-    /// State features `A_l`, `B_l`: `b × m`.
+    /// State features `A_l`, `B_l`: `b × m`, or `m × b` (transposed) for a self-tensored map.
     pub a: Vec<T>,
     pub b: Vec<T>,
+    /// Columns of `M` while packing (self-tensored maps), `r × b`.
+    columns: Vec<T>,
     /// `[V_l | 1]`: `b × (d_v + 1)`.
     pub c: Vec<T>,
     /// Local weights, `b × b`.
@@ -80,6 +82,7 @@ impl<T: Element> Head<'_, T> {
             mk: zeros(block * r),
             a: zeros(block * self.m()),
             b: zeros(block * self.m()),
+            columns: zeros(block * r),
             c: zeros(block * self.dv1()),
             w: zeros(block * block),
             y: zeros(block * self.dv1()),
@@ -99,15 +102,29 @@ impl<T: Element> Head<'_, T> {
         }
     }
 
+    /// Whether the state features are stored transposed (`m × rows`): for self-tensored maps,
+    /// whose packing is then one contiguous product per feature.
+    fn transposed(&self) -> bool {
+        self.map.tensored_inner().is_some()
+    }
+
     /// State features of prepared rows `x` into `features`; for a self-tensored map the inner
-    /// rows go to `inner` first and are packed from there.
-    fn features(&self, x: &[T], rows: usize, is_query: bool, inner: &mut [T], features: &mut [T]) {
+    /// rows go to `inner` first and are packed from there, transposed.
+    fn features(
+        &self,
+        x: &[T],
+        rows: usize,
+        is_query: bool,
+        inner: &mut [T],
+        columns: &mut [T],
+        features: &mut [T],
+    ) {
         let (x, features) = (&x[..rows * self.d], &mut features[..rows * self.m()]);
         match self.map.tensored_inner() {
             Some(map) => {
                 let r = map.feature_dim();
                 map.map_into(x, &mut inner[..rows * r]);
-                pack_symmetric_square(&inner[..rows * r], r, features);
+                pack_symmetric_square_transposed(&inner[..rows * r], rows, r, columns, features);
             }
             None if is_query => self.map.map_queries_into(x, features),
             None => self.map.map_keys_into(x, features),
@@ -117,7 +134,7 @@ impl<T: Element> Head<'_, T> {
     /// Key side of block `start..start + rows`: `B_l` into `s.b` and `[V_l | 1]` into `s.c`.
     pub fn key_block(&self, start: usize, rows: usize, s: &mut Scratch<T>) {
         self.prepare(self.k, start, rows, false, &mut s.xk);
-        self.features(&s.xk, rows, false, &mut s.mk, &mut s.b);
+        self.features(&s.xk, rows, false, &mut s.mk, &mut s.columns, &mut s.b);
         let dv1 = self.dv1();
         let values = &self.v[start * self.d_v..(start + rows) * self.d_v];
         for (c, v) in s.c.chunks_exact_mut(dv1).zip(values.chunks_exact(self.d_v)) {
@@ -128,13 +145,17 @@ impl<T: Element> Head<'_, T> {
 
     /// `state += B_lᵀ [V_l | 1]` for the key block last loaded into `s`.
     pub fn absorb(&self, rows: usize, s: &Scratch<T>, state: &mut [T]) {
-        gemm_add_atb(state, &s.b, &s.c, self.m(), self.dv1(), rows);
+        if self.transposed() {
+            gemm_add_ab(state, &s.b, &s.c, self.m(), self.dv1(), rows);
+        } else {
+            gemm_add_atb(state, &s.b, &s.c, self.m(), self.dv1(), rows);
+        }
     }
 
     /// Query side of block `start..start + rows`: `A_l` into `s.a`.
     pub fn query_block(&self, start: usize, rows: usize, s: &mut Scratch<T>) {
         self.prepare(self.q, start, rows, true, &mut s.xq);
-        self.features(&s.xq, rows, true, &mut s.mq, &mut s.a);
+        self.features(&s.xq, rows, true, &mut s.mq, &mut s.columns, &mut s.a);
     }
 
     /// Outputs of a non-causal query block (loaded by `query_block`): `A_l H`, normalized.
@@ -146,7 +167,8 @@ impl<T: Element> Head<'_, T> {
         state: &[T],
         out: &mut [T],
     ) -> Result<()> {
-        gemm_ab(&mut s.y, &s.a, state, rows, self.dv1(), self.m());
+        s.y[..rows * self.dv1()].fill(T::ZERO);
+        self.add_earlier(rows, s, state);
         self.normalize(&s.y, start, rows, out)
     }
 
@@ -178,8 +200,18 @@ impl<T: Element> Head<'_, T> {
         }
         let dv1 = self.dv1();
         gemm_ab(&mut s.y, w, &s.c, rows, dv1, rows);
-        gemm_add_ab(&mut s.y, &s.a, earlier, rows, dv1, self.m());
+        self.add_earlier(rows, s, earlier);
         self.normalize(&s.y, start, rows, out)
+    }
+
+    /// `y += A_l Z` for the query block loaded in `s`.
+    fn add_earlier(&self, rows: usize, s: &mut Scratch<T>, state: &[T]) {
+        let (dv1, m) = (self.dv1(), self.m());
+        if self.transposed() {
+            gemm_add_atb(&mut s.y, &s.a, state, rows, dv1, m);
+        } else {
+            gemm_add_ab(&mut s.y, &s.a, state, rows, dv1, m);
+        }
     }
 
     /// Rows of `[Σ w v | Σ w]` → outputs, with the configured normalization.
