@@ -57,17 +57,9 @@ fn run(
             } else {
                 AttnMask::None
             };
-            let mut error = None;
-            let timing = time_runs(repeat, || {
+            time_candle(repeat, || {
                 flash_attn::<f32>(&q, &k, &v, 1.0, mask.clone(), None, None)
-                    .map(drop)
-                    .map_err(|e| error = Some(e))
-            });
-            match (timing, error) {
-                (Ok(t), _) => Ok(t),
-                (Err(()), Some(e)) => Err(e),
-                (Err(()), None) => candle_core::bail!("flash_attn failed"),
-            }
+            })
         }
         Peer::CandlePolynomial { degree } => {
             let n = scenario.n;
@@ -88,13 +80,15 @@ fn run(
                 let sums = w.sum_keepdim(3)?;
                 w.broadcast_div(&sums)?.matmul(&v)
             };
-            let mut error = None;
-            let timing = time_runs(repeat, || step().map(drop).map_err(|e| error = Some(e)));
-            match (timing, error) {
-                (Ok(t), _) => Ok(t),
-                (Err(()), Some(e)) => Err(e),
-                (Err(()), None) => candle_core::bail!("candle polynomial attention failed"),
-            }
+            time_candle(repeat, step)
         }
     }
+}
+
+/// [`time_runs`] of a candle computation, its output dropped.
+fn time_candle(
+    repeat: usize,
+    mut f: impl FnMut() -> Result<CTensor, candle_core::Error>,
+) -> Result<Timing, candle_core::Error> {
+    time_runs(repeat, || f().map(drop))
 }
