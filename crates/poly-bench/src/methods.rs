@@ -46,12 +46,9 @@ impl MethodName {
             MethodName::Poly4 => Method::Exact(Kernel::Polynomial { degree: 4 }),
             MethodName::Softmax => Method::Exact(Kernel::Softmax),
             MethodName::Polysketch => Method::POLYSKETCH_4,
-            MethodName::PolysketchLocal => match Method::POLYSKETCH_4 {
-                Method::Sketched { map, .. } => Method::Sketched {
-                    map,
-                    local_exact: true,
-                },
-                other => other,
+            MethodName::PolysketchLocal => Method::Sketched {
+                map: Method::POLYSKETCH_4_MAP,
+                local_exact: true,
             },
             MethodName::Tensorsketch => sketch(MapKind::TensorSketch, 4, FEATURES),
             MethodName::Maclaurin => sketch(MapKind::RandomMaclaurin, 4, FEATURES),

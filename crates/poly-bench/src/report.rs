@@ -101,9 +101,8 @@ pub fn run(dir: &Path, threads: usize) -> Result<String, String> {
         if let Some(one) = one {
             writeln!(
                 summary,
-                "{} {}: {:.2}× on {threads} threads, {:.0}% of the GEMM rate",
-                r.scenario.method.label(),
-                if r.scenario.causal { "causal" } else { "" },
+                "{}: {:.2}× on {threads} threads, {:.0}% of the GEMM rate",
+                sweeps::series_label(&r.scenario.method, r.scenario.causal),
                 one.timing.median / r.timing.median,
                 r.percent_of_gemm()
             )

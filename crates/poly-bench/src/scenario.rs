@@ -23,14 +23,17 @@ pub enum Method {
 }
 
 impl Method {
-    /// PolySketchFormer's setting: self-tensored PolySketch of degree 4, r = 32.
+    /// PolySketchFormer's map: self-tensored PolySketch of degree 4, r = 32.
+    pub const POLYSKETCH_4_MAP: MapSpec = MapSpec {
+        kind: MapKind::PolySketch,
+        degree: 4,
+        sketch_dim: 32,
+        seed: 0,
+    };
+
+    /// PolySketchFormer's setting: that map with sketched blocks below the diagonal.
     pub const POLYSKETCH_4: Method = Method::Sketched {
-        map: MapSpec {
-            kind: MapKind::PolySketch,
-            degree: 4,
-            sketch_dim: 32,
-            seed: 0,
-        },
+        map: Self::POLYSKETCH_4_MAP,
         local_exact: false,
     };
 

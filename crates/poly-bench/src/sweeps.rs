@@ -45,7 +45,7 @@ pub struct Sweep {
     pub machine: MachineInfo,
 }
 
-fn label(method: &Method, causal: bool) -> String {
+pub(crate) fn series_label(method: &Method, causal: bool) -> String {
     format!("{}{}", method.label(), if causal { " causal" } else { "" })
 }
 
@@ -81,16 +81,9 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
                 threads: plan.threads,
                 block: plan.block,
             };
-            let timing = scenario
-                .time(plan.repeat)
-                .map_err(|e| format!("{} n = {n}: {e}", label(&method, causal)))?;
-            last = Some(timing.median);
-            records.push(Record {
-                scenario,
-                timing,
-                gflop: scenario.flops() / 1e9,
-                gemm_gflops: gemm,
-            });
+            let record = measure(scenario, plan.repeat, gemm, &format!("n = {n}"))?;
+            last = Some(record.timing.median);
+            records.push(record);
         }
     }
     bar.finish_and_clear();
@@ -100,12 +93,57 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     })
 }
 
+/// Times one scenario into a record against the GEMM rate of its thread count; errors name the
+/// series and `point`.
+fn measure(
+    scenario: Scenario,
+    repeat: usize,
+    gemm_gflops: f64,
+    point: &str,
+) -> Result<Record, String> {
+    let timing = scenario.time(repeat).map_err(|e| {
+        format!(
+            "{} {point}: {e}",
+            series_label(&scenario.method, scenario.causal)
+        )
+    })?;
+    Ok(Record {
+        scenario,
+        timing,
+        gflop: scenario.flops() / 1e9,
+        gemm_gflops,
+    })
+}
+
+/// The distinct values of `key` over the records, ascending.
+fn distinct(records: &[Record], key: impl Fn(&Record) -> usize) -> Vec<usize> {
+    let mut values: Vec<usize> = records.iter().map(key).collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// A markdown table header: the `leading` columns, then one right-aligned column per series.
+fn table_header(leading: &[&str], series: &[(String, Vec<&Record>)]) -> String {
+    let mut out = String::from("|");
+    for column in leading {
+        write!(out, " {column} |").unwrap();
+    }
+    for (label, _) in series {
+        write!(out, " {label} |").unwrap();
+    }
+    out.push_str("\n|");
+    out.push_str(&"---:|".repeat(leading.len() + series.len()));
+    out.push('\n');
+    out
+}
+
 /// Records grouped by series label, in first-seen order.
 fn by_series(records: &[Record]) -> Vec<(String, Vec<&Record>)> {
     let mut order: Vec<String> = Vec::new();
     let mut groups: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
     for r in records {
-        let key = label(&r.scenario.method, r.scenario.causal);
+        let key = series_label(&r.scenario.method, r.scenario.causal);
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
@@ -138,17 +176,8 @@ pub fn slopes(records: &[Record]) -> Vec<(String, Option<f64>)> {
 /// Markdown: one row per n, one column per series with its time and % of the GEMM rate.
 pub fn scaling_markdown(sweep: &Sweep) -> String {
     let series = by_series(&sweep.records);
-    let mut lengths: Vec<usize> = sweep.records.iter().map(|r| r.scenario.n).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let mut out = String::from("| n |");
-    for (label, _) in &series {
-        write!(out, " {label} |").unwrap();
-    }
-    out.push_str("\n|---:|");
-    out.push_str(&"---:|".repeat(series.len()));
-    out.push('\n');
-    for n in lengths {
+    let mut out = table_header(&["n"], &series);
+    for n in distinct(&sweep.records, |r| r.scenario.n) {
         write!(out, "| {n} |").unwrap();
         for (_, rs) in &series {
             match rs.iter().find(|r| r.scenario.n == n) {
@@ -246,15 +275,12 @@ pub fn threads(
                 threads,
                 block: 256,
             };
-            let timing = scenario
-                .time(repeat)
-                .map_err(|e| format!("{} {threads} threads: {e}", label(&method, causal)))?;
-            records.push(Record {
+            records.push(measure(
                 scenario,
-                timing,
-                gflop: scenario.flops() / 1e9,
+                repeat,
                 gemm_gflops,
-            });
+                &format!("{threads} threads"),
+            )?);
         }
     }
     bar.finish_and_clear();
@@ -267,17 +293,8 @@ pub fn threads(
 /// Speedup of each series over its one-thread time, and the GEMM's own speedup.
 pub fn threads_markdown(sweep: &Sweep) -> String {
     let series = by_series(&sweep.records);
-    let mut counts: Vec<usize> = sweep.records.iter().map(|r| r.scenario.threads).collect();
-    counts.sort_unstable();
-    counts.dedup();
-    let mut out = String::from("| threads | faer GEMM GFLOP/s |");
-    for (label, _) in &series {
-        write!(out, " {label} |").unwrap();
-    }
-    out.push_str("\n|---:|---:|");
-    out.push_str(&"---:|".repeat(series.len()));
-    out.push('\n');
-    for &t in &counts {
+    let mut out = table_header(&["threads", "faer GEMM GFLOP/s"], &series);
+    for t in distinct(&sweep.records, |r| r.scenario.threads) {
         let gemm = sweep
             .records
             .iter()

@@ -146,7 +146,8 @@ impl<'m, T: Element> DecodingState<'m, T> {
         Ok(out)
     }
 
-    /// [`DecodingState::step`] into a caller's buffer of length `d_v`, allocating nothing.
+    /// [`DecodingState::step`] into a caller's buffer of length `d_v`. The state's own buffers are
+    /// reused; only the feature map's scratch (a few vectors of length r) is allocated per call.
     ///
     /// # Errors
     /// As [`DecodingState::step`].
