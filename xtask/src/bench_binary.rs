@@ -1,41 +1,33 @@
 //! Building and running the release `poly-bench` binary that every measuring subcommand uses.
+//! xtask defines none of poly-bench's options: it forwards them, so the two cannot drift.
 
-use crate::shell::{cargo, results_dir, workspace_root};
+use crate::shell::{build_release_binary, results_dir, run};
 use std::path::PathBuf;
-use std::process::Command;
+
+/// The one flag xtask reads from a forwarded command line: build poly-bench with candle's peers.
+const CANDLE_FLAG: &str = "--candle";
 
 /// Builds `poly-bench` in release mode (with the `candle` peers if asked) and returns its path.
 pub fn build(candle: bool) -> Result<PathBuf, String> {
-    let mut args = vec![
-        "build",
-        "--release",
-        "-p",
-        "poly-bench",
-        "--bin",
-        "poly-bench",
-    ];
+    let mut args = vec!["-p", "poly-bench", "--bin", "poly-bench"];
     if candle {
         args.extend(["--features", "candle"]);
     }
-    cargo(&args)?;
-    Ok(workspace_root().join("target/release/poly-bench"))
+    build_release_binary(&args, "poly-bench")
 }
 
-/// Runs `poly-bench <args> --out target/polyattn/<dir>`; an error if it fails.
-pub fn run(candle: bool, args: &[&str], dir: &str) -> Result<(), String> {
+/// Runs `poly-bench <subcommand> <forwarded> --out <target>/polyattn/<subcommand>` (no `--out`
+/// when the forwarded arguments give one, or ask for help). `--candle` among them builds the
+/// candle peers in and is not passed on.
+pub fn forward(subcommand: &str, forwarded: &[String]) -> Result<(), String> {
+    let candle = forwarded.iter().any(|a| a == CANDLE_FLAG);
     let binary = build(candle)?;
-    let out = results_dir()?.join(dir);
-    let out = out.to_string_lossy().into_owned();
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--out", &out]);
-    eprintln!("$ poly-bench {}", full.join(" "));
-    let status = Command::new(&binary)
-        .args(&full)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("poly-bench {} failed ({status})", args.join(" ")))
+    let mut args = vec![subcommand.to_owned()];
+    args.extend(forwarded.iter().filter(|a| *a != CANDLE_FLAG).cloned());
+    let has = |flag: &str| forwarded.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if !has("--out") && !has("--help") && !has("-h") {
+        let out = results_dir()?.join(subcommand);
+        args.extend(["--out".to_owned(), out.to_string_lossy().into_owned()]);
     }
+    run(&binary, &args)
 }

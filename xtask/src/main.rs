@@ -1,10 +1,11 @@
 //! `cargo xtask <command>`: the project's automation, one subcommand per task.
-//! Results go under `target/polyattn/`. The measuring subcommands build and run the release
-//! `poly-bench` binary (crates/poly-bench), so that nothing is timed in a debug build.
+//! Results go under `<target dir>/polyattn/` (cargo's target directory, `CARGO_TARGET_DIR`
+//! included). The measuring subcommands build the release `poly-bench` binary (crates/poly-bench)
+//! and forward their arguments to it, so that nothing is timed in a debug build and the options
+//! are defined once, in poly-bench.
 
 mod bench_binary;
 mod ci;
-mod memory;
 mod profile;
 mod shell;
 
@@ -17,39 +18,35 @@ struct Cli {
     command: Command,
 }
 
+/// Arguments passed through to `poly-bench <subcommand>` unchanged (`--help` shows them).
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// The main job: quick scaling sweep, thread scaling, quick reproduction and the sketch
-    /// accuracy study in target/polyattn/report/ (report.md + SVGs); under 10 minutes on 2 cores.
-    Report {
-        /// Add candle's CPU attention as peers (builds candle; off by default).
-        #[arg(long)]
-        candle: bool,
-    },
-    /// Time vs n (256 → 65536, doubling) for exact β = 4, softmax and sketched PolySketch, causal
-    /// and not, with fitted log-log slopes and % of the GEMM rate.
-    Scaling {
-        /// The report's quick sweep (n ≤ 16384, batch×heads 4, 20 s per series).
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 65536)]
-        max_n: usize,
-        /// Seconds one series may spend before its sweep stops.
-        #[arg(long, default_value_t = 90.0)]
-        budget_s: f64,
-        /// Add candle's CPU attention as peers.
-        #[arg(long)]
-        candle: bool,
-    },
-    /// Speedup from one thread to all of them.
-    Threads,
-    /// The sketch accuracy study (relative error vs sketch size, each family).
-    Accuracy {
-        #[arg(long)]
-        quick: bool,
-    },
-    /// valgrind callgrind instruction counts of one scenario (poly4, softmax, polysketch, …).
+    /// accuracy study in <target>/polyattn/report/ (report.md + SVGs). `--candle` adds candle's
+    /// CPU attention as peers. Other options: `cargo xtask report --help`.
+    Report(Forwarded),
+    /// Time vs n (doubling) for exact β = 4, softmax and sketched PolySketch, causal and not,
+    /// with fitted log-log slopes and % of the GEMM rate (`--quick`, `--max-n`, `--budget-s`,
+    /// `--candle`, …: `cargo xtask scaling --help`).
+    Scaling(Forwarded),
+    /// Speedup from one thread to all of them (`cargo xtask threads --help`).
+    Threads(Forwarded),
+    /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`).
+    Accuracy(Forwarded),
+    /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
+    /// (`--max-n`).
+    Memory(Forwarded),
+    /// valgrind callgrind instruction counts of one scenario (poly4, softmax, polysketch, …) on
+    /// one thread and one head.
     Profile {
+        /// A `poly-bench time --method` value.
         method: String,
         #[arg(long, default_value_t = 2048)]
         n: usize,
@@ -59,59 +56,36 @@ enum Command {
     /// fmt --check, clippy -D warnings, every test (benches once in test mode), doc tests.
     Ci,
     /// The criterion benches (kernels vs the GEMM rate, power kernel vs memcpy, feature maps,
-    /// decoding).
-    Bench {
-        /// Criterion's quick mode: fewer samples, a fast indicative pass.
-        #[arg(long)]
-        quick: bool,
-    },
-    /// Peak memory (max RSS) of exact attention as n grows, to show it has no n² term.
-    Memory {
-        /// Largest sequence length (a power of two ≥ 8192).
-        #[arg(long, default_value_t = 65536)]
-        max_n: usize,
-    },
+    /// decoding); arguments go to criterion (`--quick` for a fast indicative pass).
+    Bench(Forwarded),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Report { candle } => bench_binary::run(candle, &["report"], "report"),
-        Command::Scaling {
-            quick,
-            max_n,
-            budget_s,
-            candle,
-        } => {
-            let (max_n, budget_s) = (max_n.to_string(), budget_s.to_string());
-            let mut args = vec!["scaling", "--max-n", &max_n, "--budget-s", &budget_s];
-            if quick {
-                args.push("--quick");
-            }
-            bench_binary::run(candle, &args, "scaling")
-        }
-        Command::Threads => bench_binary::run(false, &["threads"], "threads"),
-        Command::Accuracy { quick } => {
-            let args: &[&str] = if quick {
-                &["accuracy", "--quick"]
-            } else {
-                &["accuracy"]
-            };
-            bench_binary::run(false, args, "accuracy")
-        }
+        Command::Report(f) => bench_binary::forward("report", &f.args),
+        Command::Scaling(f) => bench_binary::forward("scaling", &f.args),
+        Command::Threads(f) => bench_binary::forward("threads", &f.args),
+        Command::Accuracy(f) => bench_binary::forward("accuracy", &f.args),
+        Command::Memory(f) => memory(&f.args),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),
-        Command::Bench { quick } => {
+        Command::Bench(f) => {
             let mut args = vec!["bench", "--bench", "attention", "--bench", "kernels", "--"];
-            if quick {
-                args.push("--quick");
-            }
+            args.extend(f.args.iter().map(String::as_str));
             shell::cargo(&args)
         }
-        Command::Memory { max_n } => memory::run(max_n),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// Builds the `polyattn` command and hands it to `poly-bench memory`, which measures it.
+fn memory(forwarded: &[String]) -> Result<(), String> {
+    let polyattn = shell::build_release_binary(&["-p", "polyattn-cli", "--bin", "polyattn"], "polyattn")?;
+    let mut args = forwarded.to_vec();
+    args.extend(["--polyattn".to_owned(), polyattn.to_string_lossy().into_owned()]);
+    bench_binary::forward("memory", &args)
 }

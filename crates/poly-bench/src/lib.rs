@@ -11,18 +11,18 @@
 //!   "% of the GEMM rate" claim;
 //! * [`machine`]: the metadata every record carries (CPU, SIMD level, threads, git revision, rustc,
 //!   peak memory);
+//! * [`memory`]: peak resident memory of the `polyattn` command as n grows;
 //! * [`criterion_results`]: reading criterion's estimates back to compute ratios within one run;
-//! * [`reproduction`]: the Song–Xu–Yin experiment as a report (`polyattn reproduce`).
 
 pub mod accuracy;
 pub mod criterion_results;
 pub mod machine;
+pub mod memory;
 pub mod methods;
 pub mod peers;
 pub mod plot;
 pub mod records;
 pub mod report;
-pub mod reproduction;
 pub mod roofline;
 pub mod scenario;
 pub mod sweeps;

@@ -2,18 +2,9 @@
 
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
+use poly_reproduce::plots::COLORS;
 use std::path::Path;
 
-pub const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
 
 /// A labelled series of `(x, y)` points.
 pub type Series = (String, Vec<(f64, f64)>);

@@ -4,7 +4,7 @@
 use crate::accuracy::{self, AccuracyPlan};
 use crate::methods::MethodName;
 use crate::peers::Peer;
-use crate::reproduction::{self, Grid};
+use poly_reproduce::{self as reproduction, Grid};
 use crate::scenario::Method;
 use crate::sweeps::{self, ScalingPlan};
 use std::fmt::Write as _;

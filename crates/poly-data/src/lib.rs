@@ -3,11 +3,11 @@
 //! Reads attention inputs from `.npy` (float32/float64, C or Fortran order) and `.safetensors`
 //! files, converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
 //! `.npy`. Every failure names the file and what is wrong with it. [`synthetic`] makes seeded
-//! test inputs; [`expressivity`] is the Song–Xu–Yin experiment (datasets, network, closed form,
-//! metrics, grid runner).
+//! test inputs; [`datasets`] generates the two dataset constructions of the Song–Xu–Yin
+//! experiment (the experiment itself, network to report, is the poly-reproduce crate).
 
+pub mod datasets;
 mod error;
-pub mod expressivity;
 mod loaded;
 mod npy;
 mod safetensors_io;

@@ -76,6 +76,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Peak memory (max RSS) of `polyattn attend` for n = 8192 … --max-n (doubling).
+    Memory {
+        /// The `polyattn` executable to measure.
+        #[arg(long)]
+        polyattn: PathBuf,
+        /// Largest sequence length (a power of two ≥ 8192).
+        #[arg(long, default_value_t = 65536)]
+        max_n: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The main job: quick scaling, threads, quick reproduction, accuracy → report.md + SVGs.
     Report {
         #[arg(long, default_value_t = all_threads())]
@@ -185,6 +196,11 @@ fn run(command: Command) -> Result<(), String> {
             println!("wrote {}/accuracy.{{csv,md}} and SVGs", out.display());
             Ok(())
         }
+        Command::Memory {
+            polyattn,
+            max_n,
+            out,
+        } => poly_bench::memory::run(&polyattn, max_n, &out),
         Command::Report { threads, out } => {
             let summary = report::run(&out, threads)?;
             println!("{summary}");

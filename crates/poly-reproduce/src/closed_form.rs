@@ -4,8 +4,8 @@
 //! (`r_k` the row sums of `A3`). In D1, rows `j ≠ k*` put weight `w` on `k*` and row `k*` puts
 //! `w*` on itself; with `m = (n − 1)·w + w*`: `T1 = m·r_{k*} + (n − m)/(n − 1)·Σ_{k≠k*} r_k`.
 
-use super::datasets::RatioDataset;
-use super::network::NetworkKernel;
+use crate::network::NetworkKernel;
+use poly_data::datasets::RatioDataset;
 
 /// `1 / (1 + (n − 1)·e^{−L})`: a weight whose log-odds against each of the other `n − 1` equal
 /// tokens is `L`, evaluated without overflow for any `L`.
@@ -13,20 +13,31 @@ fn weight_from_log_ratio(n: usize, log_ratio: f64) -> f64 {
     1.0 / (1.0 + (n - 1) as f64 * (-log_ratio).exp())
 }
 
-impl RatioDataset {
-    /// `ρ = (d − 1 + b)/d`: the score ratio of the planted column to the others.
-    pub fn rho(&self) -> f64 {
-        (self.d as f64 - 1.0 + self.b) / self.d as f64
-    }
-
-    /// `γ = (d − 1 + b²)/(d − 1 + b)`: the planted row's self-score ratio.
-    pub fn gamma(&self) -> f64 {
-        let d = self.d as f64;
-        (d - 1.0 + self.b * self.b) / (d - 1.0 + self.b)
-    }
-
+/// R-ratio's weights and readout in closed form, for each network kernel.
+pub trait ClosedForm {
     /// `w`: the weight a row `j ≠ k*` puts on the planted token, `ρ^β/(ρ^β + n − 1)` for degree β.
-    pub fn planted_weight(&self, kernel: NetworkKernel) -> f64 {
+    fn planted_weight(&self, kernel: NetworkKernel) -> f64;
+    /// `w*`: the weight the planted row puts on itself.
+    fn self_weight(&self, kernel: NetworkKernel) -> f64;
+    /// `T` of the sample `(planted, signs)` drawn by [`RatioDataset::draw`], for `X = Y = I`.
+    fn closed_form_readout(
+        &self,
+        kernel: NetworkKernel,
+        planted: Option<(usize, usize)>,
+        signs: &[f64],
+    ) -> f64;
+    /// `T` from precomputed row sums (so one draw serves every kernel of a grid).
+    fn closed_form_from_row_sums(
+        &self,
+        kernel: NetworkKernel,
+        planted: Option<(usize, usize)>,
+        row_sums: &[f64],
+    ) -> f64;
+}
+
+impl ClosedForm for RatioDataset {
+    /// `w`: the weight a row `j ≠ k*` puts on the planted token, `ρ^β/(ρ^β + n − 1)` for degree β.
+    fn planted_weight(&self, kernel: NetworkKernel) -> f64 {
         let log_ratio = match kernel {
             NetworkKernel::Softmax { scale } => scale * (self.b - 1.0),
             other => other.degree().unwrap_or(1) as f64 * self.rho().ln(),
@@ -35,7 +46,7 @@ impl RatioDataset {
     }
 
     /// `w*`: the weight the planted row puts on itself.
-    pub fn self_weight(&self, kernel: NetworkKernel) -> f64 {
+    fn self_weight(&self, kernel: NetworkKernel) -> f64 {
         let log_ratio = match kernel {
             NetworkKernel::Softmax { scale } => scale * (self.b * self.b - self.b),
             other => other.degree().unwrap_or(1) as f64 * self.gamma().ln(),
@@ -44,7 +55,7 @@ impl RatioDataset {
     }
 
     /// `T` of the sample `(planted, signs)` drawn by [`RatioDataset::draw`], for `X = Y = I`.
-    pub fn closed_form_readout(
+    fn closed_form_readout(
         &self,
         kernel: NetworkKernel,
         planted: Option<(usize, usize)>,
@@ -54,21 +65,8 @@ impl RatioDataset {
         self.closed_form_from_row_sums(kernel, planted, &row_sums)
     }
 
-    /// Row sums `r_k` of `A3 = Σ ∘ A`.
-    pub fn value_row_sums(&self, planted: Option<(usize, usize)>, signs: &[f64]) -> Vec<f64> {
-        let mut sums: Vec<f64> = signs
-            .chunks_exact(self.d)
-            .map(|row| row.iter().sum())
-            .collect();
-        if let Some((k, i)) = planted {
-            // The planted entry is b·σ instead of σ.
-            sums[k] += (self.b - 1.0) * signs[k * self.d + i];
-        }
-        sums
-    }
-
     /// `T` from precomputed row sums (so one draw serves every kernel of a grid).
-    pub fn closed_form_from_row_sums(
+    fn closed_form_from_row_sums(
         &self,
         kernel: NetworkKernel,
         planted: Option<(usize, usize)>,

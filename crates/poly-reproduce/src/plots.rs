@@ -1,13 +1,26 @@
 //! SVG plots of a reproduction (plotters, SVG backend only: no fonts or native libraries needed).
 
+use crate::closed_form::ClosedForm;
 use super::grid::Reproduction;
-use crate::plot::COLORS;
+
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use poly_data::expressivity::datasets::{Class, RatioDataset, SignPlacement};
-use poly_data::expressivity::network::NetworkKernel;
-use poly_data::expressivity::runner::CellResult;
+use poly_data::datasets::{Class, RatioDataset, SignPlacement};
+use crate::network::NetworkKernel;
+use crate::runner::CellResult;
 use std::path::Path;
+
+/// The palette of every plot the project draws (matplotlib's "tab10" order).
+pub const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 

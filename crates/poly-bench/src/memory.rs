@@ -1,22 +1,24 @@
-//! `cargo xtask memory`: peak resident memory of `polyattn attend` as n doubles (batch × heads = 1,
-//! d = d_v = 64, f32). A streaming engine grows linearly in n (inputs, output, per-task tiles);
+//! Peak resident memory of `polyattn attend` as n doubles (batch × heads = 1, d = d_v = 64, f32),
+//! `cargo xtask memory`. A streaming engine grows linearly in n (inputs, output, per-task tiles);
 //! materializing the scores would add 4·n² bytes (16 GiB at n = 65536).
 
-use crate::shell::{cargo, results_dir, workspace_root};
 use poly_data::synthetic::uniform;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Command;
 
 const DIM: usize = 64;
 
-pub fn run(max_n: usize) -> Result<(), String> {
+/// Runs `binary attend --repeat 1` (the `polyattn` command) on inputs of n = 8192 … `max_n` written
+/// into `dir`, and writes `dir/memory.csv`.
+///
+/// # Errors
+/// `max_n` not a power of two ≥ 8192, a file that cannot be written, or a failed run.
+pub fn run(binary: &Path, max_n: usize, dir: &Path) -> Result<(), String> {
     if max_n < 8192 || !max_n.is_power_of_two() {
         return Err(format!("--max-n {max_n}: expected a power of two ≥ 8192"));
     }
-    cargo(&["build", "--release", "--bin", "polyattn"])?;
-    let binary = workspace_root().join("target/release/polyattn");
-    let dir = results_dir()?.join("memory");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut csv = String::from("n,causal,max_rss_bytes,seconds_median,gflops,n_squared_bytes\n");
     println!(
         "{:>7} {:>7} {:>14} {:>14} {:>10}",
@@ -36,7 +38,7 @@ pub fn run(max_n: usize) -> Result<(), String> {
             })
             .collect::<Result<_, String>>()?;
         for causal in [false, true] {
-            let mut cmd = Command::new(&binary);
+            let mut cmd = Command::new(binary);
             cmd.args([
                 "attend", "--q", &paths[0], "--k", &paths[1], "--v", &paths[2], "--repeat", "1",
             ]);
@@ -67,7 +69,7 @@ pub fn run(max_n: usize) -> Result<(), String> {
         }
         n *= 2;
     }
-    let path = results_dir()?.join("memory.csv");
+    let path = dir.join("memory.csv");
     std::fs::write(&path, csv).map_err(|e| e.to_string())?;
     println!("wrote {}", path.display());
     Ok(())

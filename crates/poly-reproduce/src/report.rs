@@ -2,8 +2,8 @@
 
 use super::grid::Reproduction;
 use super::plots;
-use poly_data::expressivity::network::NetworkKernel;
-use poly_data::expressivity::runner::{CellResult, Method};
+use crate::network::NetworkKernel;
+use crate::runner::{CellResult, Method};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -1,12 +1,13 @@
 //! The Song–Xu–Yin experiment: closed form against the engine, and the paper's claim at the
 //! sizes of MATH.md §5.2–§5.3.
 
+use poly_reproduce::closed_form::ClosedForm;
 use poly_core::{AttentionConfig, Tensor, attention};
-use poly_data::expressivity::datasets::{
+use poly_data::datasets::{
     Class, RatioDataset, SelfDataset, SignPlacement, sample_seed,
 };
-use poly_data::expressivity::network::{NetworkKernel, NetworkWeights, forward};
-use poly_data::expressivity::runner::{CellResult, Dataset, run_dense, run_ratio_closed_form};
+use poly_reproduce::network::{NetworkKernel, NetworkWeights, forward};
+use poly_reproduce::runner::{CellResult, Dataset, run_dense, run_ratio_closed_form};
 
 fn kernels() -> Vec<NetworkKernel> {
     let mut k: Vec<NetworkKernel> = [1, 2, 4, 8, 12, 16, 32]

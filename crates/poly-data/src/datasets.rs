@@ -104,6 +104,30 @@ pub fn random_signs(rng: &mut StdRng, count: usize) -> Vec<f64> {
 }
 
 impl RatioDataset {
+    /// `ρ = (d − 1 + b)/d`: the score ratio of the planted column to the others.
+    pub fn rho(&self) -> f64 {
+        (self.d as f64 - 1.0 + self.b) / self.d as f64
+    }
+
+    /// `γ = (d − 1 + b²)/(d − 1 + b)`: the planted row's self-score ratio.
+    pub fn gamma(&self) -> f64 {
+        let d = self.d as f64;
+        (d - 1.0 + self.b * self.b) / (d - 1.0 + self.b)
+    }
+
+    /// Row sums `r_k` of `A3 = Σ ∘ A`.
+    pub fn value_row_sums(&self, planted: Option<(usize, usize)>, signs: &[f64]) -> Vec<f64> {
+        let mut sums: Vec<f64> = signs
+            .chunks_exact(self.d)
+            .map(|row| row.iter().sum())
+            .collect();
+        if let Some((k, i)) = planted {
+            // The planted entry is b·σ instead of σ.
+            sums[k] += (self.b - 1.0) * signs[k * self.d + i];
+        }
+        sums
+    }
+
     /// # Errors
     /// `n < 2`, `d = 0` or `b ≤ 1`.
     pub fn new(n: usize, d: usize, b: f64, signs: SignPlacement) -> Result<Self> {

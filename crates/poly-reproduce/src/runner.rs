@@ -2,11 +2,12 @@
 //! metrics of MATH.md §5.4. Deterministic by seed (every sample has its own seed), rayon over
 //! samples, a progress bar on a terminal.
 
-use super::datasets::{Class, RatioDataset, Sample, SelfDataset, sample_seed};
-use super::metrics::{
+use crate::closed_form::ClosedForm;
+use poly_data::datasets::{Class, RatioDataset, Sample, SelfDataset, sample_seed};
+use crate::metrics::{
     best_threshold_accuracy, fixed_threshold_accuracy, roc_auc, standardized_margin,
 };
-use super::network::{NetworkKernel, NetworkWeights, Readout, forward};
+use crate::network::{NetworkKernel, NetworkWeights, Readout, forward};
 use indicatif::{ProgressBar, ProgressStyle};
 use poly_core::Error;
 use rayon::prelude::*;

@@ -1,7 +1,7 @@
 //! `polyattn reproduce`: the Song–Xu–Yin expressivity experiment, as a report.
 
 use super::{CliError, ReproduceArgs};
-use poly_bench::reproduction::{Grid, report::write_report, run};
+use poly_reproduce::{Grid, report::write_report, run};
 use std::time::Instant;
 
 pub fn run_reproduce(args: &ReproduceArgs) -> Result<(), CliError> {

@@ -2,7 +2,7 @@
 //! `T = Σ_{j,i} C_{j,i}`, classifier `1[T > τ]` (MATH.md §5.1), computed by poly-core's exact
 //! engine in f64 (overflow-proof for any degree).
 
-use super::datasets::Sample;
+use poly_data::datasets::Sample;
 use poly_core::{AttentionConfig, Error, Tensor, attention};
 
 /// The weight function of the network.
