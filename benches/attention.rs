@@ -106,10 +106,7 @@ fn bench_decoding(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2));
     for (name, map) in maps {
-        let cfg = LinearAttentionConfig {
-            mask: Mask::Causal,
-            ..Default::default()
-        };
+        let cfg = LinearAttentionConfig::default().with_mask(Mask::Causal);
         let mut state = DecodingState::new(map, d, &cfg).unwrap();
         state.prefill(prompt_rows, prompt_rows).unwrap();
         // Steady decoding: one state steps token after token (the cost does not grow with t).
@@ -138,14 +135,7 @@ fn summary(all_threads: usize) {
     for n in [1024, 4096] {
         let group = format!("exact_n{n}");
         for (name, cfg) in kernels() {
-            let dims = poly_core::Dims {
-                batch: 1,
-                heads: HEADS,
-                n_q: n,
-                n_k: n,
-                d: DIM,
-                d_v: DIM,
-            };
+            let dims = poly_core::Dims::new(1, HEADS, n, n, DIM, DIM);
             let flops = exact_attention_flops(&dims, cfg.mask);
             for t in [all_threads, 1] {
                 if let Some(sec) = median_seconds(&dir, &group, &format!("{name}_t{t}")) {

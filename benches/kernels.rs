@@ -71,14 +71,7 @@ fn bench_feature_maps(c: &mut Criterion) {
         (MapKind::Favor, 1, FEATURES),
         (MapKind::Exact2, 2, 0),
     ] {
-        let map = MapSpec {
-            kind,
-            degree,
-            sketch_dim: size,
-            seed: 0,
-        }
-        .build::<f32>(d)
-        .unwrap();
+        let map = MapSpec::new(kind, degree, size, 0).build::<f32>(d).unwrap();
         let mut out = vec![0.0f32; rows * map.feature_dim()];
         group.bench_function(format!("{}_m{}", kind.name(), map.feature_dim()), |b| {
             b.iter(|| map.map_keys_into(black_box(&x), &mut out))

@@ -24,7 +24,11 @@ pub fn forward(subcommand: &str, forwarded: &[String]) -> Result<(), String> {
     let binary = build(candle)?;
     let mut args = vec![subcommand.to_owned()];
     args.extend(forwarded.iter().filter(|a| *a != CANDLE_FLAG).cloned());
-    let has = |flag: &str| forwarded.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let has = |flag: &str| {
+        forwarded
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
     if !has("--out") && !has("--help") && !has("-h") {
         let out = results_dir()?.join(subcommand);
         args.extend(["--out".to_owned(), out.to_string_lossy().into_owned()]);

@@ -84,8 +84,12 @@ fn main() {
 
 /// Builds the `polyattn` command and hands it to `poly-bench memory`, which measures it.
 fn memory(forwarded: &[String]) -> Result<(), String> {
-    let polyattn = shell::build_release_binary(&["-p", "polyattn-cli", "--bin", "polyattn"], "polyattn")?;
+    let polyattn =
+        shell::build_release_binary(&["-p", "polyattn-cli", "--bin", "polyattn"], "polyattn")?;
     let mut args = forwarded.to_vec();
-    args.extend(["--polyattn".to_owned(), polyattn.to_string_lossy().into_owned()]);
+    args.extend([
+        "--polyattn".to_owned(),
+        polyattn.to_string_lossy().into_owned(),
+    ]);
     bench_binary::forward("memory", &args)
 }

@@ -74,7 +74,11 @@ pub fn build_release_binary(args: &[&str], bin: &str) -> Result<PathBuf, String>
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("`cargo {}` failed ({})", full.join(" "), out.status));
+        return Err(format!(
+            "`cargo {}` failed ({})",
+            full.join(" "),
+            out.status
+        ));
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -86,9 +90,10 @@ pub fn build_release_binary(args: &[&str], bin: &str) -> Result<PathBuf, String>
 
 /// Runs `program args`, echoed; an error naming it if it cannot start or fails.
 pub fn run(program: &std::path::Path, args: &[String]) -> Result<(), String> {
-    let name = program
-        .file_name()
-        .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = program.file_name().map_or_else(
+        || program.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     eprintln!("$ {name} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)

@@ -128,7 +128,7 @@ fn exact_weights(q: &[f64], k: &[f64], n: usize, d: usize, kernel: Kernel) -> Ve
             let s: f64 = (0..d).map(|l| q[i * d + l] * k[j * d + l]).sum();
             *x = match kernel {
                 Kernel::Polynomial { degree } => s.powi(degree as i32),
-                Kernel::Softmax => s / (d as f64).sqrt(),
+                _ => s / (d as f64).sqrt(),
             };
         }
         if kernel == Kernel::Softmax {
@@ -177,30 +177,20 @@ pub fn run(plan: &AccuracyPlan) -> Result<Vec<AccuracyCell>, String> {
                 let (mut weight_error, mut output_error, mut m) = (0.0, 0.0, 0);
                 for seed in 0..plan.seeds {
                     let [q, k, v] = inputs.draw(n, d, 100 * seed + 1);
-                    let spec = MapSpec {
-                        kind: family,
-                        degree: 4,
-                        sketch_dim: r,
-                        seed,
-                    };
+                    let spec = MapSpec::new(family, 4, r, seed);
                     let map = spec.build::<f64>(d).map_err(|e| e.to_string())?;
                     m = map.feature_dim();
                     let want_w = exact_weights(q.as_slice(), k.as_slice(), n, d, kernel);
                     let got_w = sketched_weights(map.as_ref(), q.as_slice(), k.as_slice(), n);
                     weight_error += relative_error(&got_w, &want_w);
-                    let mut exact_cfg = AttentionConfig {
-                        kernel,
-                        ..AttentionConfig::polynomial(4)
-                    };
+                    let mut exact_cfg = AttentionConfig::new(kernel);
                     if kernel == Kernel::Softmax {
                         exact_cfg.scale = Some(1.0 / (d as f64).sqrt());
                     }
                     let exact = attention(q.view(), k.view(), v.view(), &exact_cfg)
                         .map_err(|e| e.to_string())?;
-                    let cfg = LinearAttentionConfig {
-                        normalization: Normalization::Sum,
-                        ..Default::default()
-                    };
+                    let cfg =
+                        LinearAttentionConfig::default().with_normalization(Normalization::Sum);
                     // A near-zero estimated normalizer (signed sketches) is itself a finding:
                     // count it as a total error rather than failing the study.
                     output_error +=
@@ -233,7 +223,7 @@ fn family_label(kind: MapKind) -> &'static str {
         MapKind::TensorSketch => "tensorsketch",
         MapKind::RandomMaclaurin => "maclaurin",
         MapKind::Favor => "favor+ (softmax)",
-        MapKind::Exact2 => "exact2",
+        other => other.name(),
     }
 }
 

@@ -34,12 +34,7 @@ pub const FEATURES: usize = 528;
 impl MethodName {
     pub fn method(self) -> Method {
         let sketch = |kind, degree, sketch_dim| Method::Sketched {
-            map: MapSpec {
-                kind,
-                degree,
-                sketch_dim,
-                seed: 0,
-            },
+            map: MapSpec::new(kind, degree, sketch_dim, 0),
             local_exact: false,
         };
         match self {

@@ -5,7 +5,6 @@ use plotters::prelude::*;
 use poly_reproduce::plots::COLORS;
 use std::path::Path;
 
-
 /// A labelled series of `(x, y)` points.
 pub type Series = (String, Vec<(f64, f64)>);
 

@@ -4,9 +4,9 @@
 use crate::accuracy::{self, AccuracyPlan};
 use crate::methods::MethodName;
 use crate::peers::Peer;
-use poly_reproduce::{self as reproduction, Grid};
 use crate::scenario::Method;
 use crate::sweeps::{self, ScalingPlan};
+use poly_reproduce::{self as reproduction, Grid};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;

@@ -24,12 +24,7 @@ pub enum Method {
 
 impl Method {
     /// PolySketchFormer's map: self-tensored PolySketch of degree 4, r = 32.
-    pub const POLYSKETCH_4_MAP: MapSpec = MapSpec {
-        kind: MapKind::PolySketch,
-        degree: 4,
-        sketch_dim: 32,
-        seed: 0,
-    };
+    pub const POLYSKETCH_4_MAP: MapSpec = MapSpec::new(MapKind::PolySketch, 4, 32, 0);
 
     /// PolySketchFormer's setting: that map with sketched blocks below the diagonal.
     pub const POLYSKETCH_4: Method = Method::Sketched {
@@ -42,6 +37,7 @@ impl Method {
         match self {
             Method::Exact(Kernel::Polynomial { degree }) => format!("poly{degree}"),
             Method::Exact(Kernel::Softmax) => "softmax".into(),
+            Method::Exact(other) => format!("{other:?}"),
             Method::Sketched { map, local_exact } => {
                 let mixed = if *local_exact { "+local" } else { "" };
                 match map.kind {
@@ -76,14 +72,7 @@ pub struct Scenario {
 
 impl Scenario {
     pub fn dims(&self) -> Dims {
-        Dims {
-            batch: 1,
-            heads: self.batch_heads,
-            n_q: self.n,
-            n_k: self.n,
-            d: self.d,
-            d_v: self.d,
-        }
+        Dims::new(1, self.batch_heads, self.n, self.n, self.d, self.d)
     }
 
     pub fn mask(&self) -> Mask {
@@ -95,33 +84,26 @@ impl Scenario {
     }
 
     pub fn exact_config(&self, kernel: Kernel) -> AttentionConfig {
-        AttentionConfig {
-            kernel,
-            mask: self.mask(),
-            normalization: Normalization::Sum,
-            scale: None,
-            layernorm: false,
-            threads: self.thread_setting(),
-        }
+        AttentionConfig::new(kernel)
+            .with_mask(self.mask())
+            .with_threads(self.thread_setting())
     }
 
     pub fn linear_config(&self, local_exact: bool) -> LinearAttentionConfig {
-        LinearAttentionConfig {
-            mask: self.mask(),
-            block: self.block,
-            normalization: Normalization::Sum,
-            scale: None,
-            layernorm: true,
-            local_exact,
-            threads: self.thread_setting(),
-        }
+        LinearAttentionConfig::default()
+            .with_mask(self.mask())
+            .with_block(self.block)
+            .with_normalization(Normalization::Sum)
+            .with_layernorm(true)
+            .with_local_exact(local_exact)
+            .with_threads(self.thread_setting())
     }
 
     fn thread_setting(&self) -> Threads {
         Threads::Exact(NonZeroUsize::new(self.threads.max(1)).expect("≥ 1"))
     }
 
-    /// Model FLOPs (MATH.md §2.2 for exact kernels, §4 for sketched ones).
+    /// Model FLOPs (docs/math.md §2.2 for exact kernels, §4 for sketched ones).
     pub fn flops(&self) -> f64 {
         let dims = self.dims();
         match self.method {
@@ -188,7 +170,7 @@ mod tests {
             ..exact
         };
         assert!(causal.flops() < 0.51 * exact.flops() && causal.flops() > 0.49 * exact.flops());
-        // MATH.md §4.2: n = 32768, r = 32, d = d_v = 64, b = 256 is about 10.8 GFLOP per head.
+        // docs/math.md §4.2: n = 32768, r = 32, d = d_v = 64, b = 256 is about 10.8 GFLOP per head.
         let sketch = Scenario {
             method: Method::POLYSKETCH_4,
             causal: true,

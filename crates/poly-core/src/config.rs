@@ -6,8 +6,9 @@ use std::num::NonZeroUsize;
 
 /// The weight function applied to each score `s = scale · q·k`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Kernel {
-    /// `w = s^degree`, any integer degree ≥ 1 (evaluated overflow-free, see MATH.md §2.3).
+    /// `w = s^degree`, any integer degree ≥ 1 (evaluated overflow-free, see docs/math.md §2.3).
     Polynomial { degree: u32 },
     /// `w = exp(s)` (evaluated relative to the running row maximum).
     Softmax,
@@ -15,6 +16,7 @@ pub enum Kernel {
 
 /// Which keys each query sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mask {
     /// Every query sees every key.
     None,
@@ -24,6 +26,7 @@ pub enum Mask {
 
 /// How the weighted sum of values is normalized.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Normalization {
     /// `o = Σ w v / Σ w` (the D⁻¹ of Song, Xu, Yin).
     ///
@@ -40,6 +43,7 @@ pub enum Normalization {
 
 /// How many threads the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Threads {
     /// The current rayon pool (`RAYON_NUM_THREADS` or the caller's `ThreadPool::install`).
     #[default]
@@ -59,6 +63,7 @@ pub enum Threads {
 /// assert!(cfg.validate().is_ok());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct AttentionConfig {
     pub kernel: Kernel,
     pub mask: Mask,
@@ -71,14 +76,15 @@ pub struct AttentionConfig {
     pub threads: Threads,
 }
 
-/// LayerNorm epsilon (MATH.md §1).
+/// LayerNorm epsilon (docs/math.md §1).
 pub const LAYERNORM_EPS: f64 = 1e-5;
 
 impl AttentionConfig {
-    /// Polynomial attention of `degree`, non-causal, `Sum` normalization, scale 1.
-    pub fn polynomial(degree: u32) -> Self {
+    /// Attention with `kernel`, non-causal, `Sum` normalization, the kernel's default scale, no
+    /// LayerNorm, the global rayon pool.
+    pub fn new(kernel: Kernel) -> Self {
         AttentionConfig {
-            kernel: Kernel::Polynomial { degree },
+            kernel,
             mask: Mask::None,
             normalization: Normalization::Sum,
             scale: None,
@@ -87,12 +93,14 @@ impl AttentionConfig {
         }
     }
 
+    /// Polynomial attention of `degree`, non-causal, `Sum` normalization, scale 1.
+    pub fn polynomial(degree: u32) -> Self {
+        Self::new(Kernel::Polynomial { degree })
+    }
+
     /// Softmax attention, non-causal, scale `1/√d`.
     pub fn softmax() -> Self {
-        AttentionConfig {
-            kernel: Kernel::Softmax,
-            ..Self::polynomial(1)
-        }
+        Self::new(Kernel::Softmax)
     }
 
     pub fn with_mask(self, mask: Mask) -> Self {

@@ -312,7 +312,7 @@ impl<T: Element> HeadJob<'_, T> {
     }
 }
 
-/// Online step of polynomial attention for one row of one key tile (MATH.md §2.3).
+/// Online step of polynomial attention for one row of one key tile (docs/math.md §2.3).
 fn update_polynomial_row<T: Element>(
     scores: &mut [T],
     degree: u32,
@@ -345,7 +345,7 @@ fn update_polynomial_row<T: Element>(
     *abs_sum += sums.abs_sum;
 }
 
-/// Online step of softmax attention for one row of one key tile (MATH.md §2.4).
+/// Online step of softmax attention for one row of one key tile (docs/math.md §2.4).
 fn update_softmax_row<T: Element>(scores: &mut [T], m: &mut T, sum: &mut T, acc: &mut [T]) {
     let tile_max = row_max(scores);
     if tile_max > *m {

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// Which input tensor an error refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TensorName {
     Query,
     Key,
@@ -27,10 +28,18 @@ pub const AXIS_NAMES: [&str; 4] = ["batch", "heads", "seq", "dim"];
 
 /// Position of one attention row: used by errors that are detected while normalizing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowPosition {
     pub batch: usize,
     pub head: usize,
     pub row: usize,
+}
+
+impl RowPosition {
+    /// The row `row` of head `head` in batch entry `batch`.
+    pub fn new(batch: usize, head: usize, row: usize) -> Self {
+        RowPosition { batch, head, row }
+    }
 }
 
 impl fmt::Display for RowPosition {
@@ -45,6 +54,7 @@ impl fmt::Display for RowPosition {
 
 /// Everything that can go wrong in poly-core.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// A buffer does not hold `product(shape)` elements.
     BufferLength {

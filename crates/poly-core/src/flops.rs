@@ -1,4 +1,4 @@
-//! FLOP model of exact attention (MATH.md §2.2): the two GEMMs, `2·(d + d_v)` per visible
+//! FLOP model of exact attention (docs/math.md §2.2): the two GEMMs, `2·(d + d_v)` per visible
 //! (query, key) pair. The power/exp work is not counted, so "% of the GEMM rate" is honest.
 
 use crate::config::Mask;

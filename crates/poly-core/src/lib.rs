@@ -5,7 +5,7 @@
 //!
 //! * [`attention`]: the streaming tiled engine (faer GEMMs per tile, pulp SIMD for the power, exp,
 //!   maxima and sums, rayon over (batch, head, query tile)); no `n × n` memory; overflow-proof for
-//!   any degree because weights are evaluated relative to the running row maximum (MATH.md §2.3);
+//!   any degree because weights are evaluated relative to the running row maximum (docs/math.md §2.3);
 //! * [`reference_attention`]: a plain f64 implementation, the oracle of the tests;
 //! * [`AttentionConfig`]: kernel, mask, normalization, scale, LayerNorm and thread count as data.
 //!

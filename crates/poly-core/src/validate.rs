@@ -8,6 +8,7 @@ use crate::tensor::{TensorRef, axis_name};
 
 /// The dimensions of one attention problem, after validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Dims {
     pub batch: usize,
     pub heads: usize,
@@ -22,6 +23,26 @@ pub struct Dims {
 }
 
 impl Dims {
+    /// The dimensions of `batch × heads` heads of `n_q` queries against `n_k` keys, head
+    /// dimension `d` for q and k and `d_v` for v.
+    pub const fn new(
+        batch: usize,
+        heads: usize,
+        n_q: usize,
+        n_k: usize,
+        d: usize,
+        d_v: usize,
+    ) -> Self {
+        Dims {
+            batch,
+            heads,
+            n_q,
+            n_k,
+            d,
+            d_v,
+        }
+    }
+
     /// Shape of the output: q's leading dimensions and v's last.
     pub fn output_shape(&self) -> [usize; 4] {
         [self.batch, self.heads, self.n_q, self.d_v]

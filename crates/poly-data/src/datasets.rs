@@ -1,4 +1,4 @@
-//! The two dataset constructions of MATH.md §5.2–§5.3.
+//! The two dataset constructions of docs/math.md §5.2–§5.3.
 //!
 //! Matrices are row-major `n × d` `Vec<f64>`. A sample of class 1 (D1) carries one planted large
 //! feature at row `k*`, column `i*`; class 0 (D0) does not.
@@ -16,8 +16,9 @@ pub enum Class {
 
 /// Where the random ±1 signs of the value matrix go (R-ratio).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SignPlacement {
-    /// `A3 = Σ ∘ A` with i.i.d. signs, except that the planted entry keeps sign +1 in D1 (MATH.md).
+    /// `A3 = Σ ∘ A` with i.i.d. signs, except that the planted entry keeps sign +1 in D1 (docs/math.md §5.2).
     AllButPlanted,
     /// `A3 = Σ ∘ A` with every sign random, the planted entry included.
     All,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DataError {
     /// The file could not be opened, read or written.
     Io {

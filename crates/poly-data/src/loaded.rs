@@ -6,6 +6,7 @@ use std::path::Path;
 
 /// Data in the element type the file stored.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum TensorData {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -13,6 +14,7 @@ pub enum TensorData {
 
 /// A row-major (C-order) tensor read from a file.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LoadedTensor {
     pub shape: Vec<usize>,
     pub data: TensorData,

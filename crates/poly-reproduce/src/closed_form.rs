@@ -1,4 +1,4 @@
-//! R-ratio's readout in closed form (MATH.md §5.2), O(n·d) per sample for drawing the signs.
+//! R-ratio's readout in closed form (docs/math.md §5.2), O(n·d) per sample for drawing the signs.
 //!
 //! With `X = Y = I`, D0 scores are all `d`, so every row averages the values: `T0 = Σ_k r_k`
 //! (`r_k` the row sums of `A3`). In D1, rows `j ≠ k*` put weight `w` on `k*` and row `k*` puts

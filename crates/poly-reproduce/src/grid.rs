@@ -1,9 +1,9 @@
 //! Which cells the reproduction runs: `--quick` (under a minute on 2 cores) or the full grid.
 
-use poly_core::Error;
-use poly_data::datasets::{RatioDataset, SelfDataset, SignPlacement};
 use crate::network::{NetworkKernel, NetworkWeights};
 use crate::runner::{CellResult, Dataset, run_dense, run_ratio_closed_form};
+use poly_core::Error;
+use poly_data::datasets::{RatioDataset, SelfDataset, SignPlacement};
 
 /// The grid of one reproduction.
 #[derive(Clone, Debug)]

@@ -1,4 +1,4 @@
-//! Metrics of one grid cell (MATH.md §5.4), from the readouts `T` of the two classes.
+//! Metrics of one grid cell (docs/math.md §5.4), from the readouts `T` of the two classes.
 
 /// Accuracy of `1[T > τ]`.
 pub fn fixed_threshold_accuracy(t0: &[f64], t1: &[f64], tau: f64) -> f64 {

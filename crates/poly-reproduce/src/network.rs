@@ -1,9 +1,9 @@
 //! The single-layer attention network of Song, Xu, Yin: `C = D⁻¹ (A1 X A2ᵀ)^{∘β} A3 Y`, readout
-//! `T = Σ_{j,i} C_{j,i}`, classifier `1[T > τ]` (MATH.md §5.1), computed by poly-core's exact
+//! `T = Σ_{j,i} C_{j,i}`, classifier `1[T > τ]` (docs/math.md §5.1), computed by poly-core's exact
 //! engine in f64 (overflow-proof for any degree).
 
-use poly_data::datasets::Sample;
 use poly_core::{AttentionConfig, Error, Tensor, attention};
+use poly_data::datasets::Sample;
 
 /// The weight function of the network.
 #[derive(Clone, Copy, Debug, PartialEq)]

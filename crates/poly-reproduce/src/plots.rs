@@ -1,13 +1,13 @@
 //! SVG plots of a reproduction (plotters, SVG backend only: no fonts or native libraries needed).
 
-use crate::closed_form::ClosedForm;
 use super::grid::Reproduction;
+use crate::closed_form::ClosedForm;
 
+use crate::network::NetworkKernel;
+use crate::runner::CellResult;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use poly_data::datasets::{Class, RatioDataset, SignPlacement};
-use crate::network::NetworkKernel;
-use crate::runner::CellResult;
 use std::path::Path;
 
 /// The palette of every plot the project draws (matplotlib's "tab10" order).

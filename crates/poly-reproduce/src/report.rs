@@ -7,7 +7,7 @@ use crate::runner::{CellResult, Method};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// MATH.md §5.2's predictions at (n, d, b) = (4096, 16, 16): (kernel, best-threshold accuracy,
+/// docs/math.md §5.2's predictions at (n, d, b) = (4096, 16, 16): (kernel, best-threshold accuracy,
 /// fixed-τ accuracy, weight on the planted token).
 const PREDICTED: &[(&str, f64, f64, Option<f64>)] = &[
     ("poly1", 0.52, 0.50, Some(0.0005)),
@@ -138,7 +138,7 @@ pub fn report_markdown(rep: &Reproduction, plot_files: &[(String, String)]) -> S
     md.push_str("# Reproduction: high-degree polynomial attention separates D0 from D1\n\n");
     md.push_str("Song, Xu, Yin (2023) prove that a single-layer polynomial attention network of high degree β\n");
     md.push_str("tells a dataset with one planted large feature (D1) from one without (D0), and that a low\n");
-    md.push_str("degree cannot. Datasets and predictions: MATH.md §5; explanation: docs/reproduction.md.\n\n");
+    md.push_str("degree cannot. Datasets and predictions: docs/math.md §5; explanation: docs/reproduction.md.\n\n");
     writeln!(
         md,
         "Samples per class: {} (closed form), {} (engine, R-ratio), {} (engine, R-self); seed {}. Best-threshold accuracy fits τ on half the samples and is evaluated on the other half; fixed τ = n·b/2.\n",

@@ -1,15 +1,15 @@
 //! Grids of the experiment: for each dataset and kernel, readouts of many D0 and D1 samples and the
-//! metrics of MATH.md §5.4. Deterministic by seed (every sample has its own seed), rayon over
+//! metrics of docs/math.md §5.4. Deterministic by seed (every sample has its own seed), rayon over
 //! samples, a progress bar on a terminal.
 
 use crate::closed_form::ClosedForm;
-use poly_data::datasets::{Class, RatioDataset, Sample, SelfDataset, sample_seed};
 use crate::metrics::{
     best_threshold_accuracy, fixed_threshold_accuracy, roc_auc, standardized_margin,
 };
 use crate::network::{NetworkKernel, NetworkWeights, Readout, forward};
 use indicatif::{ProgressBar, ProgressStyle};
 use poly_core::Error;
+use poly_data::datasets::{Class, RatioDataset, Sample, SelfDataset, sample_seed};
 use rayon::prelude::*;
 
 /// Which dataset a cell uses.
@@ -39,7 +39,7 @@ impl Dataset {
             Dataset::SelfAttention(s) => s.sample(class, seed),
         }
     }
-    /// The fixed threshold `τ = n·b/2` (MATH.md §5.2).
+    /// The fixed threshold `τ = n·b/2` (docs/math.md §5.2).
     pub fn fixed_tau(&self) -> f64 {
         let (n, _, b) = self.params();
         n as f64 * b / 2.0

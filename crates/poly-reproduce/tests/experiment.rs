@@ -1,11 +1,9 @@
 //! The Song–Xu–Yin experiment: closed form against the engine, and the paper's claim at the
-//! sizes of MATH.md §5.2–§5.3.
+//! sizes of docs/math.md §5.2–§5.3.
 
-use poly_reproduce::closed_form::ClosedForm;
 use poly_core::{AttentionConfig, Tensor, attention};
-use poly_data::datasets::{
-    Class, RatioDataset, SelfDataset, SignPlacement, sample_seed,
-};
+use poly_data::datasets::{Class, RatioDataset, SelfDataset, SignPlacement, sample_seed};
+use poly_reproduce::closed_form::ClosedForm;
 use poly_reproduce::network::{NetworkKernel, NetworkWeights, forward};
 use poly_reproduce::runner::{CellResult, Dataset, run_dense, run_ratio_closed_form};
 

@@ -1,4 +1,4 @@
-//! Token-by-token decoding (MATH.md §4.4): the state after t tokens is
+//! Token-by-token decoding (docs/math.md §4.4): the state after t tokens is
 //! `Z_t = Σ_{j≤t} φ(k_j) [v_j | 1]ᵀ` (`m × (d_v+1)`); the output of token t is `φ(q_t)ᵀ Z_t`,
 //! normalized by its last column. Each step costs `O(m·d_v)` plus one feature map, whatever t.
 //!
@@ -187,11 +187,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         if closes_block {
             self.fold_partial();
         }
-        let at = RowPosition {
-            batch: 0,
-            head: 0,
-            row: self.tokens - 1,
-        };
+        let at = RowPosition::new(0, 0, self.tokens - 1);
         normalize_row(&self.y, self.normalization, at, out)
     }
 

@@ -1,4 +1,4 @@
-//! Exact degree-2 features: `φ(x) = x ⊗ x`, packed to `d(d+1)/2` coordinates (MATH.md §3.6).
+//! Exact degree-2 features: `φ(x) = x ⊗ x`, packed to `d(d+1)/2` coordinates (docs/math.md §3.6).
 
 use crate::feature_map::FeatureMap;
 use poly_core::Element;

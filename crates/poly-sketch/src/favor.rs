@@ -1,4 +1,4 @@
-//! FAVOR+ positive orthogonal random features for softmax (Choromanski et al.; MATH.md §3.5):
+//! FAVOR+ positive orthogonal random features for softmax (Choromanski et al.; docs/math.md §3.5):
 //! `φ(x) = m^{−1/2} exp(−‖x'‖²/2) (exp(w_1·x'), …, exp(w_m·x'))` with `x' = d^{−1/4} x`, so that
 //! `E⟨φ(q), φ(k)⟩ = exp(q·k/√d)`. The rows `w_l` come in blocks of `d` orthogonalized Gaussian
 //! rows whose norms are redrawn from the χ_d distribution (each row is marginally `N(0, I)`).

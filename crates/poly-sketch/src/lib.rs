@@ -2,7 +2,7 @@
 //!
 //! A feature map `φ: R^d → R^m` approximates (or reproduces) a kernel: `⟨φ(x), φ(y)⟩ ≈ (x·y)^p`.
 //! With `A = φ(Q)`, `B = φ(K)` and `C = [V | 1]`, attention becomes `A (Bᵀ C)`, linear in n, and
-//! causal attention the block lower-triangular product of PolySketchFormer (MATH.md §4.1).
+//! causal attention the block lower-triangular product of PolySketchFormer (docs/math.md §4.1).
 //!
 //! * [`FeatureMap`]: the abstraction (built once from a seed, shared by queries and keys);
 //! * [`ExactDegree2`]: `x ⊗ x`, packed — deterministic, exact for `(x·y)²`;

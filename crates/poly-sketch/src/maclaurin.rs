@@ -1,4 +1,4 @@
-//! Random Maclaurin features of pure degree `p` (Kar & Karnick; MATH.md §3.4):
+//! Random Maclaurin features of pure degree `p` (Kar & Karnick; docs/math.md §3.4):
 //! `φ_l(x) = D^{−1/2} ∏_{j=1..p} (w_{lj}·x)` with i.i.d. Rademacher vectors `w_{lj}`. Since
 //! `E[(w·x)(w·y)] = x·y` for each independent factor, `E⟨φ(x), φ(y)⟩ = (x·y)^p`. Computed as `p`
 //! GEMMs with `d × D` sign matrices and an elementwise product.

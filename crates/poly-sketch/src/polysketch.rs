@@ -1,4 +1,4 @@
-//! PolySketch: the Gaussian-tree sketch of the polynomial kernel (MATH.md §3.1).
+//! PolySketch: the Gaussian-tree sketch of the polynomial kernel (docs/math.md §3.1).
 //!
 //! For degree `p`, a binary tree of `q = 2^⌈log₂ p⌉` leaves: `p` leaves hold the input `x`, the
 //! other `q − p` the fixed unit vector `e1` (whose inner product with itself is 1, so the kernel is
@@ -15,6 +15,7 @@ use rand_distr::StandardNormal;
 
 /// How the tree's combinations are scaled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SketchScale {
     /// `1/√r` per combination: `⟨φ(x), φ(y)⟩` is an unbiased estimate of `(x·y)^p`.
     #[default]

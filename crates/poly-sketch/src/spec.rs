@@ -9,6 +9,7 @@ use poly_core::{Element, Error, Result};
 
 /// A family of feature maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MapKind {
     /// PolySketch as PolySketchFormer uses it: the non-negative self-tensored sketch for even
     /// degrees (sketch size `r`, `r(r+1)/2` packed features), the Gaussian tree for odd ones.
@@ -53,6 +54,7 @@ impl MapKind {
 
 /// A fully specified feature map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MapSpec {
     pub kind: MapKind,
     /// The polynomial degree (ignored by FAVOR+; must be 2 for exact2).
@@ -64,6 +66,16 @@ pub struct MapSpec {
 }
 
 impl MapSpec {
+    /// The map `kind` of `degree` with sketch size `sketch_dim`, drawn from `seed`.
+    pub const fn new(kind: MapKind, degree: u32, sketch_dim: usize, seed: u64) -> Self {
+        MapSpec {
+            kind,
+            degree,
+            sketch_dim,
+            seed,
+        }
+    }
+
     /// Draws the map for inputs of dimension `d`.
     ///
     /// # Errors

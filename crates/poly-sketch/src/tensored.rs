@@ -1,4 +1,4 @@
-//! The non-negative self-tensored PolySketch of even degree p (MATH.md §3.2):
+//! The non-negative self-tensored PolySketch of even degree p (docs/math.md §3.2):
 //! `M = sketch(x, p/2) ∈ R^r` and `φ(x) = M ⊗ M`, so `⟨φ(q), φ(k)⟩ = ⟨M_q, M_k⟩² ≥ 0`.
 //! The `r²` tensor is symmetric and packs into `r(r+1)/2` coordinates (off-diagonal × √2).
 
@@ -52,7 +52,7 @@ impl<T: Element> FeatureMap<T> for SelfTensoredSketch<T> {
     fn polynomial_degree(&self) -> Option<u32> {
         Some(2 * self.inner.degree())
     }
-    /// The inner sketch's cost only, as MATH.md §4.2 counts it (the engine never forms the full
+    /// The inner sketch's cost only, as docs/math.md §4.2 counts it (the engine never forms the full
     /// features inside a block).
     fn flops_per_row(&self) -> f64 {
         self.inner.flops_per_row()

@@ -1,4 +1,4 @@
-//! TensorSketch (Pham & Pagh; MATH.md §3.3): `p` independent CountSketches `C_i` of size `D`
+//! TensorSketch (Pham & Pagh; docs/math.md §3.3): `p` independent CountSketches `C_i` of size `D`
 //! combined by circular convolution, `φ(x) = IFFT(FFT(C₁x) ⊙ … ⊙ FFT(C_p x))`. The convolution of
 //! CountSketches is the CountSketch of `x^{⊗p}` (hash `Σ h_i mod D`, sign `Π s_i`), so
 //! `E⟨φ(x), φ(y)⟩ = (x·y)^p`. Costs `O(p(d + D log D))` per row; the real-FFT plans are built once.

@@ -222,11 +222,7 @@ impl<T: Element> Head<'_, T> {
             .zip(out.chunks_exact_mut(self.d_v))
             .enumerate()
         {
-            let at = RowPosition {
-                batch: self.batch,
-                head: self.head,
-                row: start + r,
-            };
+            let at = RowPosition::new(self.batch, self.head, start + r);
             super::normalize_row(row, self.cfg.normalization, at, o)?;
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! Linear attention with a feature map (MATH.md §4): `Y = A (Bᵀ C)` with `A = φ(Q)`, `B = φ(K)`,
+//! Linear attention with a feature map (docs/math.md §4): `Y = A (Bᵀ C)` with `A = φ(Q)`, `B = φ(K)`,
 //! `C = [V | 1]`; the last column of `Y` is the normalizer.
 //!
 //! Causal attention uses the block lower-triangular product of PolySketchFormer (§4.1): rows are
@@ -24,6 +24,7 @@ use poly_core::{
 
 /// Configuration of [`linear_attention`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LinearAttentionConfig {
     pub mask: Mask,
     /// Rows per block of the block-causal algorithm (also the streaming unit when non-causal).
@@ -41,6 +42,48 @@ pub struct LinearAttentionConfig {
     pub threads: Threads,
 }
 
+impl LinearAttentionConfig {
+    /// The same configuration with another mask.
+    pub fn with_mask(self, mask: Mask) -> Self {
+        LinearAttentionConfig { mask, ..self }
+    }
+    /// The same configuration with another block size.
+    pub fn with_block(self, block: usize) -> Self {
+        LinearAttentionConfig { block, ..self }
+    }
+    /// The same configuration with another normalization.
+    pub fn with_normalization(self, normalization: Normalization) -> Self {
+        LinearAttentionConfig {
+            normalization,
+            ..self
+        }
+    }
+    /// The same configuration with `q` multiplied by `scale` before the feature map.
+    pub fn with_scale(self, scale: f64) -> Self {
+        LinearAttentionConfig {
+            scale: Some(scale),
+            ..self
+        }
+    }
+    /// The same configuration with LayerNorm of q and k on or off.
+    pub fn with_layernorm(self, layernorm: bool) -> Self {
+        LinearAttentionConfig { layernorm, ..self }
+    }
+    /// The same configuration with the mixed variant (exact local blocks) on or off.
+    pub fn with_local_exact(self, local_exact: bool) -> Self {
+        LinearAttentionConfig {
+            local_exact,
+            ..self
+        }
+    }
+    /// The same configuration on another thread count.
+    pub fn with_threads(self, threads: Threads) -> Self {
+        LinearAttentionConfig { threads, ..self }
+    }
+}
+
+/// Non-causal, blocks of 256, `OnePlusSum(1)` (PolySketchFormer's normalization), scale 1, no
+/// LayerNorm, the global rayon pool.
 impl Default for LinearAttentionConfig {
     fn default() -> Self {
         LinearAttentionConfig {
@@ -55,7 +98,7 @@ impl Default for LinearAttentionConfig {
     }
 }
 
-/// Model FLOPs of linear attention as MATH.md §4 counts them, over all heads: the feature maps of
+/// Model FLOPs of linear attention as docs/math.md §4 counts them, over all heads: the feature maps of
 /// queries and keys, plus non-causal `4·n·m·(d_v+1)`, or block-causal
 /// `2·n·b·(w + d_v + 1) + 4·n·m·(d_v + 1)` where `w` is the width the local weights are computed
 /// over (`m`; `r` for a self-tensored map; `d` for exact local blocks). For a self-tensored map
@@ -82,10 +125,10 @@ pub fn linear_attention_flops<T: Element>(
     let maps = map.flops_per_row() * (n_q + n_k);
     let per_head = maps
         + match cfg.mask {
-            Mask::None => 2.0 * (n_q + n_k) * m * dv1,
             Mask::Causal => {
                 2.0 * n_q * cfg.block.min(dims.n_q) as f64 * (width + dv1) + 4.0 * n_q * m * dv1
             }
+            _ => 2.0 * (n_q + n_k) * m * dv1,
         };
     dims.batch_heads() as f64 * per_head
 }
@@ -115,9 +158,10 @@ pub fn linear_attention<T: Element>(
         map,
         cfg,
     };
+    // `validate` admits only these two masks.
     run_with_threads(cfg.threads, || match cfg.mask {
-        Mask::None => scan::non_causal(&problem, out.as_mut_slice()),
         Mask::Causal => scan::block_causal(&problem, out.as_mut_slice()),
+        _ => scan::non_causal(&problem, out.as_mut_slice()),
     })??;
     Ok(out)
 }
@@ -143,6 +187,23 @@ fn validate<T: Element>(
         .with_normalization(cfg.normalization);
     exact_view.scale = cfg.scale;
     let dims = check_inputs(q, k, v, &exact_view)?;
+    if !matches!(cfg.mask, Mask::None | Mask::Causal) {
+        return Err(invalid(
+            "mask",
+            format!("{:?}", cfg.mask),
+            "Mask::None or Mask::Causal",
+        ));
+    }
+    if !matches!(
+        cfg.normalization,
+        Normalization::None | Normalization::Sum | Normalization::OnePlusSum(_)
+    ) {
+        return Err(invalid(
+            "normalization",
+            format!("{:?}", cfg.normalization),
+            "Sum, OnePlusSum or None",
+        ));
+    }
     if cfg.block == 0 {
         return Err(invalid("block", "0".into(), "a block size ≥ 1"));
     }
@@ -204,6 +265,13 @@ pub(crate) fn normalize_row<A: Element, T: Element>(
         Normalization::None => 1.0,
         Normalization::Sum => sum[0].to_f64(),
         Normalization::OnePlusSum(c) => c + sum[0].to_f64(),
+        other => {
+            return Err(invalid(
+                "normalization",
+                format!("{other:?}"),
+                "Sum, OnePlusSum or None",
+            ));
+        }
     };
     if den == 0.0 {
         return Err(Error::AllScoresZero { at });

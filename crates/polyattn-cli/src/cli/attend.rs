@@ -64,16 +64,14 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
         KernelArg::Softmax => Some(Kernel::Softmax),
         _ => None,
     };
-    let cfg = AttentionConfig {
-        kernel: exact_kernel.unwrap_or(Kernel::Polynomial {
-            degree: args.params.degree.unwrap_or(4),
-        }),
-        mask,
-        normalization,
-        scale: args.scale,
-        layernorm: args.layernorm,
-        threads,
-    };
+    let mut cfg = AttentionConfig::new(exact_kernel.unwrap_or(Kernel::Polynomial {
+        degree: args.params.degree.unwrap_or(4),
+    }))
+    .with_mask(mask)
+    .with_normalization(normalization)
+    .with_layernorm(args.layernorm)
+    .with_threads(threads);
+    cfg.scale = args.scale;
     cfg.validate()?;
     if exact_kernel.is_some() {
         let sketch_flags = [
@@ -102,15 +100,14 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     if block == 0 {
         return Err(usage("--block must be at least 1"));
     }
-    let linear = LinearAttentionConfig {
-        mask,
-        block,
-        normalization,
-        scale: args.scale,
-        layernorm: args.layernorm,
-        local_exact: args.local_exact,
-        threads,
-    };
+    let mut linear = LinearAttentionConfig::default()
+        .with_mask(mask)
+        .with_block(block)
+        .with_normalization(normalization)
+        .with_layernorm(args.layernorm)
+        .with_local_exact(args.local_exact)
+        .with_threads(threads);
+    linear.scale = args.scale;
     Ok(Plan::Linear(spec, linear))
 }
 

@@ -59,14 +59,15 @@ pub fn map_spec(kind: KernelArg, params: &KernelParams) -> Result<MapSpec, CliEr
         MapKind::PolySketch | MapKind::PolySketchTree => DEFAULT_POLYSKETCH_DIM,
         _ => DEFAULT_FEATURES,
     };
-    Ok(MapSpec {
+    let degree = match kind {
+        MapKind::Exact2 => 2,
+        MapKind::Favor => 1,
+        _ => degree.unwrap_or(4),
+    };
+    Ok(MapSpec::new(
         kind,
-        degree: match kind {
-            MapKind::Exact2 => 2,
-            MapKind::Favor => 1,
-            _ => degree.unwrap_or(4),
-        },
-        sketch_dim: sketch_dim.unwrap_or(default_dim),
-        seed: seed.unwrap_or(0),
-    })
+        degree,
+        sketch_dim.unwrap_or(default_dim),
+        seed.unwrap_or(0),
+    ))
 }

@@ -1,9 +1,7 @@
 //! Decoding equals the block-causal engine at every position, for every map family and the mixed
 //! variant; self-tensored weights are ≥ 0.
 
-mod common;
-
-use common::{dot, every_map, random_vec};
+use crate::common::{dot, every_map, random_vec};
 use poly_core::{Mask, Normalization, Tensor};
 use poly_sketch::{
     DecodingState, FeatureMap, LinearAttentionConfig, PolySketch, SelfTensoredSketch, SketchScale,
@@ -58,15 +56,13 @@ fn decoding_matches_the_engine_at_every_position() {
                 if local_exact && map.polynomial_degree().is_none() {
                     continue;
                 }
-                let cfg = LinearAttentionConfig {
-                    mask: Mask::Causal,
-                    block: 32,
-                    normalization,
-                    local_exact,
-                    layernorm,
-                    scale: Some(0.7),
-                    ..Default::default()
-                };
+                let cfg = LinearAttentionConfig::default()
+                    .with_mask(Mask::Causal)
+                    .with_block(32)
+                    .with_normalization(normalization)
+                    .with_local_exact(local_exact)
+                    .with_layernorm(layernorm)
+                    .with_scale(0.7);
                 let engine = linear_attention(
                     tensor(&q, d).view(),
                     tensor(&k, d).view(),
@@ -105,10 +101,7 @@ fn decoding_matches_the_engine_at_every_position() {
 #[test]
 fn decoding_rejects_wrong_lengths_and_bad_configurations() {
     let map = PolySketch::<f64>::new(4, 2, 8, 1, SketchScale::Unbiased).unwrap();
-    let cfg = LinearAttentionConfig {
-        normalization: Normalization::Sum,
-        ..Default::default()
-    };
+    let cfg = LinearAttentionConfig::default().with_normalization(Normalization::Sum);
     let mut state = DecodingState::new(&map, 3, &cfg).unwrap();
     assert!(state.is_empty());
     assert!(state.prefill(&[0.0; 5], &[0.0; 3]).is_err());
@@ -116,10 +109,7 @@ fn decoding_rejects_wrong_lengths_and_bad_configurations() {
     assert!(state.step(&[0.0; 4], &[0.0; 4], &[0.0; 2]).is_err());
     assert!(DecodingState::new(&map, 0, &cfg).is_err());
     let favor = poly_sketch::Favor::<f64>::new(4, 8, 0).unwrap();
-    let mixed = LinearAttentionConfig {
-        local_exact: true,
-        ..cfg
-    };
+    let mixed = cfg.with_local_exact(true);
     assert!(DecodingState::new(&favor, 3, &mixed).is_err());
     assert!(DecodingState::new(&favor, 3, &LinearAttentionConfig::default()).is_err());
 }

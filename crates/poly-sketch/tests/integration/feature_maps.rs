@@ -151,14 +151,7 @@ fn family(
             Box::new(RandomMaclaurin::<f64>::new(d, degree, size, seed).unwrap())
         }
         MapKind::Favor => Box::new(Favor::<f64>::new(d, size, seed).unwrap()),
-        _ => MapSpec {
-            kind,
-            degree,
-            sketch_dim: size,
-            seed,
-        }
-        .build(d)
-        .unwrap(),
+        _ => MapSpec::new(kind, degree, size, seed).build(d).unwrap(),
     }
 }
 
@@ -257,11 +250,6 @@ fn every_family_rejects_zero_sizes_and_degrees() {
     assert!(RandomMaclaurin::<f64>::new(0, 2, 8, 0).is_err());
     assert!(Favor::<f64>::new(4, 0, 0).is_err());
     assert!(Favor::<f64>::new(0, 8, 0).is_err());
-    let exact_wrong_degree = MapSpec {
-        kind: MapKind::Exact2,
-        degree: 3,
-        sketch_dim: 0,
-        seed: 0,
-    };
+    let exact_wrong_degree = MapSpec::new(MapKind::Exact2, 3, 0, 0);
     assert!(exact_wrong_degree.build::<f64>(4).is_err());
 }

@@ -1,9 +1,7 @@
 //! Exact properties of the engine: thread-count independence, causal no-leak, scale invariance of
 //! `Sum`, the even-degree/softmax identity, and the golden vectors of the KMZ23 JAX code.
 
-mod common;
-
-use common::{Data, bits_equal, random_tensor, relative_error, rng};
+use crate::common::{Data, bits_equal, random_tensor, relative_error, rng};
 use poly_core::{
     AttentionConfig, Kernel, Mask, Normalization, Tensor, Threads, attention, reference_attention,
 };
@@ -120,7 +118,7 @@ fn sum_normalization_is_scale_invariant_and_others_are_not() {
 
 #[test]
 fn even_degree_sum_equals_softmax_of_degree_times_log_magnitude() {
-    // MATH.md §2.1: Sum attention of even degree β = softmax over β·ln|s|.
+    // docs/math.md §2.1: Sum attention of even degree β = softmax over β·ln|s|.
     let mut r = rng(14);
     let q = random_tensor::<f64>(&mut r, [1, 1, 30, 5], Data::Signed);
     let k = random_tensor::<f64>(&mut r, [1, 1, 30, 5], Data::Signed);
@@ -168,21 +166,12 @@ fn json_tensor(value: &serde_json::Value) -> Vec<f64> {
     out
 }
 
-/// A golden file from `../shared/golden/` (the project's shared folder, beside the checkout) or,
-/// where a checkout stands alone, the vendored copy in `tests/golden/`; when both exist they must
-/// agree, so the copy cannot drift.
+/// A golden file vendored in `tests/golden/` (vectors produced by the PolySketchFormer JAX code).
 fn golden_text(name: &str) -> String {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let vendored = std::fs::read_to_string(manifest.join("tests/golden").join(name))
-        .expect("vendored golden file in crates/poly-core/tests/golden/");
-    let shared = manifest.join("../../../shared/golden").join(name);
-    if let Ok(text) = std::fs::read_to_string(shared) {
-        assert_eq!(
-            text, vendored,
-            "tests/golden/{name} differs from ../shared/golden/{name}"
-        );
-    }
-    vendored
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Huge degrees and huge or tiny scores: the running-maximum evaluation must neither overflow nor
-//! underflow to 0/0 (MATH.md §2.3), in f32 as in f64.
+//! underflow to 0/0 (docs/math.md §2.3), in f32 as in f64.
 
-mod common;
-
-use common::{Data, random_tensor, relative_error, rng};
+use crate::common::{Data, random_tensor, relative_error, rng};
 use poly_core::{
     AttentionConfig, Error, Mask, Normalization, Tensor, attention, reference_attention,
 };

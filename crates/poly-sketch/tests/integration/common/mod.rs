@@ -43,13 +43,9 @@ pub fn every_map<T: Element>(d: usize) -> Vec<TestMap<T>> {
                 MapKind::RandomMaclaurin => (2, 16),
                 MapKind::Favor => (1, 16),
                 MapKind::Exact2 => (2, 0),
+                other => panic!("no test sizes for {other:?}: add the new family here"),
             };
-            let spec = MapSpec {
-                kind,
-                degree,
-                sketch_dim,
-                seed: 5,
-            };
+            let spec = MapSpec::new(kind, degree, sketch_dim, 5);
             let normalization = if kind == MapKind::Favor {
                 Normalization::Sum
             } else {

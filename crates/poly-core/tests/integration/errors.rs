@@ -1,8 +1,6 @@
 //! Every bad input is a typed error naming what to fix; nothing panics or returns NaN.
 
-mod common;
-
-use common::{Data, random_tensor, rng};
+use crate::common::{Data, random_tensor, rng};
 use poly_core::{
     AttentionConfig, Error, Mask, Normalization, Tensor, TensorName, TensorRef, attention,
     reference_attention,
@@ -171,11 +169,7 @@ fn all_zero_scores_under_sum_name_the_row() {
     assert_eq!(
         err,
         Error::AllScoresZero {
-            at: poly_core::RowPosition {
-                batch: 0,
-                head: 0,
-                row: 1
-            }
+            at: poly_core::RowPosition::new(0, 0, 1)
         }
     );
 }
@@ -240,11 +234,7 @@ fn row_errors_carry_their_batch_and_head() {
         q[start..start + 4].fill(0.0);
     }
     t[0] = Tensor::from_vec([2, 3, 70, 4], q).unwrap();
-    let at = poly_core::RowPosition {
-        batch: 1,
-        head: 2,
-        row: 66,
-    };
+    let at = poly_core::RowPosition::new(1, 2, 66);
     assert_eq!(
         run(&t, &AttentionConfig::polynomial(2)),
         Error::AllScoresZero { at }

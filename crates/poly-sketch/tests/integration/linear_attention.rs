@@ -2,9 +2,7 @@
 //! every map family and block size (the mixed variant likewise); equal to exact degree-2 attention
 //! with exact features; no leaks; bit-identical across thread counts; errors.
 
-mod common;
-
-use common::{every_map, random};
+use crate::common::{every_map, random};
 use poly_core::{AttentionConfig, Element, Error, Mask, Normalization, Tensor, Threads, attention};
 use poly_sketch::{
     ExactDegree2, Favor, FeatureMap, LinearAttentionConfig, PolySketch, SketchScale,
@@ -121,12 +119,10 @@ fn check_blocks<T: Element>(tol: f64) {
         for mask in [Mask::None, Mask::Causal] {
             let (want, magnitudes) = dense(&q, &k, &v, map, mask, c, None);
             for block in BLOCKS {
-                let cfg = LinearAttentionConfig {
-                    mask,
-                    block,
-                    normalization: t.normalization,
-                    ..Default::default()
-                };
+                let cfg = LinearAttentionConfig::default()
+                    .with_mask(mask)
+                    .with_block(block)
+                    .with_normalization(t.normalization);
                 let got = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
                 let err = max_relative_by_row(&got, &want, &magnitudes);
                 assert!(
@@ -142,13 +138,11 @@ fn check_blocks<T: Element>(tol: f64) {
         };
         for block in BLOCKS {
             let (want, magnitudes) = dense(&q, &k, &v, map, Mask::Causal, c, Some((degree, block)));
-            let cfg = LinearAttentionConfig {
-                mask: Mask::Causal,
-                block,
-                normalization: t.normalization,
-                local_exact: true,
-                ..Default::default()
-            };
+            let cfg = LinearAttentionConfig::default()
+                .with_mask(Mask::Causal)
+                .with_block(block)
+                .with_normalization(t.normalization)
+                .with_local_exact(true);
             let got = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
             let err = max_relative_by_row(&got, &want, &magnitudes);
             assert!(
@@ -185,12 +179,10 @@ fn exact_degree2_features_give_exact_degree2_attention() {
             Normalization::OnePlusSum(1.0),
             Normalization::None,
         ] {
-            let cfg = LinearAttentionConfig {
-                mask,
-                block: 16,
-                normalization,
-                ..Default::default()
-            };
+            let cfg = LinearAttentionConfig::default()
+                .with_mask(mask)
+                .with_block(16)
+                .with_normalization(normalization);
             let linear = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
             let exact_cfg = AttentionConfig::polynomial(2)
                 .with_mask(mask)
@@ -228,14 +220,12 @@ fn mixed_variant_with_one_block_is_exact_attention() {
         random::<f64>(32, [1, 2, 50, 3]),
     );
     let map = PolySketch::<f64>::new(4, 3, 8, 1, SketchScale::Unbiased).unwrap();
-    let cfg = LinearAttentionConfig {
-        mask: Mask::Causal,
-        block: 64,
-        local_exact: true,
-        layernorm: true,
-        scale: Some(0.5),
-        ..Default::default()
-    };
+    let cfg = LinearAttentionConfig::default()
+        .with_mask(Mask::Causal)
+        .with_block(64)
+        .with_local_exact(true)
+        .with_layernorm(true)
+        .with_scale(0.5);
     let mixed = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
     let exact_cfg = AttentionConfig::polynomial(3)
         .with_mask(Mask::Causal)
@@ -283,14 +273,12 @@ fn causal_outputs_ignore_the_future_and_threads_for_every_map() {
                 if local_exact && map.polynomial_degree().is_none() {
                     continue;
                 }
-                let cfg = LinearAttentionConfig {
-                    mask: Mask::Causal,
-                    block,
-                    normalization: t.normalization,
-                    local_exact,
-                    threads: Threads::Exact(NonZeroUsize::new(1).unwrap()),
-                    ..Default::default()
-                };
+                let cfg = LinearAttentionConfig::default()
+                    .with_mask(Mask::Causal)
+                    .with_block(block)
+                    .with_normalization(t.normalization)
+                    .with_local_exact(local_exact)
+                    .with_threads(Threads::Exact(NonZeroUsize::new(1).unwrap()));
                 let label = format!(
                     "{:?} block {block} mixed {local_exact} heads {heads}",
                     t.kind
@@ -307,10 +295,7 @@ fn causal_outputs_ignore_the_future_and_threads_for_every_map() {
                 }
                 // 2 and 3 threads: with 1 head both split the blocks (two-pass scan).
                 for threads in [2, 3] {
-                    let cfg = LinearAttentionConfig {
-                        threads: Threads::Exact(NonZeroUsize::new(threads).unwrap()),
-                        ..cfg
-                    };
+                    let cfg = cfg.with_threads(Threads::Exact(NonZeroUsize::new(threads).unwrap()));
                     let again = linear_attention(q.view(), k.view(), v.view(), map, &cfg).unwrap();
                     assert_eq!(bits(&again), bits(&base), "{threads} threads: {label}");
                 }
@@ -328,12 +313,10 @@ fn non_causal_results_do_not_depend_on_threads() {
     );
     for t in every_map::<f32>(8) {
         let run = |threads| {
-            let cfg = LinearAttentionConfig {
-                block: 16,
-                normalization: t.normalization,
-                threads: Threads::Exact(NonZeroUsize::new(threads).unwrap()),
-                ..Default::default()
-            };
+            let cfg = LinearAttentionConfig::default()
+                .with_block(16)
+                .with_normalization(t.normalization)
+                .with_threads(Threads::Exact(NonZeroUsize::new(threads).unwrap()));
             bits(&linear_attention(q.view(), k.view(), v.view(), t.map.as_ref(), &cfg).unwrap())
         };
         assert_eq!(run(1), run(3), "{:?}", t.kind);
@@ -348,18 +331,12 @@ fn bad_inputs_are_errors() {
         random::<f64>(14, [1, 1, 12, 2]),
     );
     let map = ExactDegree2::new(4);
-    let causal = LinearAttentionConfig {
-        mask: Mask::Causal,
-        ..Default::default()
-    };
+    let causal = LinearAttentionConfig::default().with_mask(Mask::Causal);
     assert!(matches!(
         linear_attention(q.view(), k.view(), v.view(), &map, &causal),
         Err(Error::InvalidParameter { name: "mask", .. })
     ));
-    let zero_block = LinearAttentionConfig {
-        block: 0,
-        ..Default::default()
-    };
+    let zero_block = LinearAttentionConfig::default().with_block(0);
     assert!(matches!(
         linear_attention(q.view(), k.view(), v.view(), &map, &zero_block),
         Err(Error::InvalidParameter { name: "block", .. })
@@ -388,19 +365,13 @@ fn bad_inputs_are_errors() {
     ));
     // All-zero queries under Sum: the normalizer is zero.
     let zeros = Tensor::from_vec([1, 1, 10, 4], vec![0.0; 40]).unwrap();
-    let sum = LinearAttentionConfig {
-        normalization: Normalization::Sum,
-        ..Default::default()
-    };
+    let sum = LinearAttentionConfig::default().with_normalization(Normalization::Sum);
     assert!(matches!(
         linear_attention(zeros.view(), k.view(), v.view(), &map, &sum),
         Err(Error::AllScoresZero { .. })
     ));
     // The mixed variant needs a causal mask and a polynomial map.
-    let mixed = LinearAttentionConfig {
-        local_exact: true,
-        ..Default::default()
-    };
+    let mixed = LinearAttentionConfig::default().with_local_exact(true);
     assert!(matches!(
         linear_attention(q.view(), k.view(), v.view(), &map, &mixed),
         Err(Error::InvalidParameter {
@@ -413,11 +384,9 @@ fn bad_inputs_are_errors() {
         random::<f64>(16, [1, 1, 10, 4]),
         random::<f64>(17, [1, 1, 10, 2]),
     );
-    let mixed_causal = LinearAttentionConfig {
-        mask: Mask::Causal,
-        normalization: Normalization::Sum,
-        ..mixed
-    };
+    let mixed_causal = mixed
+        .with_mask(Mask::Causal)
+        .with_normalization(Normalization::Sum);
     assert!(matches!(
         linear_attention(q.view(), k12.view(), v12.view(), &favor, &mixed_causal),
         Err(Error::InvalidParameter {
@@ -476,13 +445,11 @@ fn scale_and_layernorm_match_the_exact_engine() {
     );
     let map = ExactDegree2::new(4);
     for mask in [Mask::None, Mask::Causal] {
-        let cfg = LinearAttentionConfig {
-            mask,
-            block: 9,
-            scale: Some(0.3),
-            layernorm: true,
-            ..Default::default()
-        };
+        let cfg = LinearAttentionConfig::default()
+            .with_mask(mask)
+            .with_block(9)
+            .with_scale(0.3)
+            .with_layernorm(true);
         let linear = linear_attention(q.view(), k.view(), v.view(), &map, &cfg).unwrap();
         let exact_cfg = AttentionConfig::polynomial(2)
             .with_mask(mask)

@@ -1,0 +1,7 @@
+//! The integration tests of poly-core, one module per subject, linked into one test binary.
+
+mod accuracy;
+mod common;
+mod errors;
+mod overflow;
+mod properties;

@@ -1,0 +1,6 @@
+//! The integration tests of poly-sketch, one module per subject, linked into one test binary.
+
+mod common;
+mod decoding_and_tensored;
+mod feature_maps;
+mod linear_attention;
