@@ -11,7 +11,7 @@
 use criterion::{Criterion, Throughput};
 use poly_bench::methods::{FEATURES, MethodName};
 use poly_bench::scenario::Scenario;
-use poly_core::kernels::power_in_place;
+use poly_core::primitives::power_in_place;
 use poly_data::synthetic::uniform;
 use poly_sketch::{LinearAttentionConfig, MapKind, MapSpec, linear_attention};
 use std::hint::black_box;

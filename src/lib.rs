@@ -22,3 +22,8 @@ pub use poly_core::{
     AttentionConfig, Element, Error, Kernel, Mask, Normalization, Tensor, TensorRef, Threads,
     attention, reference_attention,
 };
+
+/// The README's Rust snippets, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;

@@ -1,5 +1,9 @@
 //! The GEMM shapes of the attention engines, as faer views around row-major slices. All are
 //! sequential (`Par::Seq`): the engines parallelize across tiles and heads, never inside a GEMM.
+//!
+//! # Panics
+//! Every function panics when a slice is shorter than the `m`, `n`, `k` it is given say (the
+//! slices may be longer; only their leading elements are used).
 
 use crate::element::Element;
 use faer::{Accum, MatMut, MatRef, Par};

@@ -1,5 +1,6 @@
-//! Element-wise SIMD kernels of the streaming engine. Each `pub` function dispatches once with
-//! pulp (AVX-512 where available) and loops over whole registers, with masked tails.
+//! Element-wise SIMD kernels of the streaming engine. Each function dispatches once with pulp
+//! (AVX-512 where available) and loops over whole registers, with masked tails. They are total:
+//! any row length and degree is accepted; only mismatched matrix shapes panic (`# Panics`).
 //!
 //! NaN handling: a row maximum may skip a NaN, but the power and exp passes propagate it into the
 //! weights and row sums, so a score that overflowed always reaches the output, where the engine
@@ -28,8 +29,11 @@ pub fn abs_max<T: Element>(row: &[T]) -> T {
     Arch::new().dispatch(Op(row))
 }
 
-/// Largest `x` of a non-empty row.
+/// Largest `x` of a row (−∞ for an empty row, the identity of `max`).
 pub fn row_max<T: Element>(row: &[T]) -> T {
+    if row.is_empty() {
+        return T::from_f64(f64::NEG_INFINITY);
+    }
     struct Op<'a, T>(&'a [T]);
     impl<T: Element> WithSimd for Op<'_, T> {
         type Output = T;
@@ -83,8 +87,10 @@ fn reduce_pairs<S: Simd, T: Element>(
 }
 
 /// `x^degree` by binary exponentiation; fully unrolled when `degree` is a constant.
+/// `degree` ≥ 1 ([`power_in_place`] handles 0).
 #[inline(always)]
 fn pow<S: Simd, T: SimdFloat>(s: S, x: T::Lanes<S>, degree: u32) -> T::Lanes<S> {
+    debug_assert!(degree >= 1);
     let mut base = x;
     let mut e = degree;
     while e & 1 == 0 {
@@ -131,7 +137,13 @@ pub struct WeightSums<T> {
 /// Replaces each `x` of `row` by `w = (x · inv_max)^degree` and returns `Σ w` and `Σ |w|`.
 ///
 /// With `inv_max = 1 / max|x|` every weight lies in `[−1, 1]`, so no degree can overflow.
+/// Degree 0 gives `w = 1` everywhere (`x⁰ = 1`, as [`powi`] has it).
 pub fn power_in_place<T: Element>(row: &mut [T], inv_max: T, degree: u32) -> WeightSums<T> {
+    if degree == 0 {
+        row.fill(T::ONE);
+        let n = T::from_f64(row.len() as f64);
+        return WeightSums { sum: n, abs_sum: n };
+    }
     struct Op<'a, T> {
         row: &'a mut [T],
         inv: T,
@@ -278,7 +290,15 @@ pub fn scale_in_place<T: Element>(row: &mut [T], factor: T) {
 
 /// `state_l += f_l · c` for every row `l` of the row-major `f.len() × c.len()` matrix `state`: one
 /// token's rank-1 update of a decoding state, in one dispatch.
+///
+/// # Panics
+/// If `state.len() != f.len() · c.len()`.
 pub fn rank_one_update<T: Element>(state: &mut [T], f: &[T], c: &[T]) {
+    assert_eq!(
+        state.len(),
+        f.len() * c.len(),
+        "rank_one_update: state must be f.len() × c.len()"
+    );
     struct Op<'a, T>(&'a mut [T], &'a [T], &'a [T]);
     impl<T: Element> WithSimd for Op<'_, T> {
         type Output = ();
@@ -303,7 +323,15 @@ pub fn rank_one_update<T: Element>(state: &mut [T], f: &[T], c: &[T]) {
 
 /// `y = Σ_l f_l · rows_l` over the rows of the row-major `f.len() × y.len()` matrix `rows`: one row
 /// times a matrix (a decoding readout, or a one-row GEMM) in one dispatch.
+///
+/// # Panics
+/// If `rows.len() != f.len() · y.len()`.
 pub fn weighted_row_sum<T: Element>(y: &mut [T], f: &[T], rows: &[T]) {
+    assert_eq!(
+        rows.len(),
+        f.len() * y.len(),
+        "weighted_row_sum: rows must be f.len() × y.len()"
+    );
     struct Op<'a, T>(&'a mut [T], &'a [T], &'a [T]);
     impl<T: Element> WithSimd for Op<'_, T> {
         type Output = ();
@@ -436,6 +464,24 @@ mod tests {
         assert!(sum.is_nan());
         assert_eq!(row[0], 0.0);
         assert!(row[3].is_nan());
+    }
+
+    #[test]
+    fn degree_zero_and_empty_rows_are_total() {
+        // x⁰ = 1 for every x, as powi has it; this used to loop forever.
+        let mut row = vec![0.5f64, -2.0, 0.0, 7.0, 1e-300];
+        let sums = power_in_place(&mut row, 1.0, 0);
+        assert!(row.iter().all(|&w| w == 1.0));
+        assert_eq!((sums.sum, sums.abs_sum), (5.0, 5.0));
+        assert_eq!(powi(3.0f64, 0), 1.0);
+        assert_eq!(row_max::<f32>(&[]), f32::NEG_INFINITY);
+        assert_eq!(power_in_place::<f32>(&mut [], 1.0, 0).sum, 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "rank_one_update")]
+    fn rank_one_update_rejects_a_state_of_the_wrong_size() {
+        rank_one_update(&mut [0.0f64; 5], &[1.0, 2.0], &[1.0, 2.0, 3.0]);
     }
 
     #[test]

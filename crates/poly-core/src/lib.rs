@@ -19,14 +19,26 @@ mod element;
 mod engine;
 mod error;
 mod flops;
-pub mod gemm;
-pub mod kernels;
+mod gemm;
+mod kernels;
 mod layernorm;
 mod normalize;
 mod reference;
-pub mod simd;
+mod simd;
 mod tensor;
 mod validate;
+
+/// Building blocks that poly-sketch and the benchmarks share with the exact engine: the
+/// sequential GEMM shapes (faer, `Par::Seq`) and the SIMD row kernels (pulp). They are total for
+/// any length and degree; a shape that disagrees with the slices it describes panics, as each
+/// function's `# Panics` says. The engines above them are what a user normally calls.
+pub mod primitives {
+    pub use crate::gemm::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
+    pub use crate::kernels::{
+        WeightSums, abs_max, exp_in_place, first_non_finite, power_in_place, powi, rank_one_update,
+        row_max, scale_in_place, weighted_row_sum,
+    };
+}
 
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;

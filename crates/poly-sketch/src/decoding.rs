@@ -9,7 +9,7 @@
 
 use crate::feature_map::{FeatureMap, check_finite};
 use crate::linear::{LinearAttentionConfig, normalize_row};
-use poly_core::kernels::{powi, rank_one_update, weighted_row_sum};
+use poly_core::primitives::{powi, rank_one_update, weighted_row_sum};
 use poly_core::{Element, Error, Normalization, Result, RowPosition, layernorm_in_place};
 
 /// The running state of one head, bound to the feature map it was built with.

@@ -10,8 +10,8 @@
 //! unstabilized, unbiased features.
 
 use crate::feature_map::FeatureMap;
-use poly_core::gemm::gemm_abt;
-use poly_core::kernels::{exp_in_place, row_max};
+use poly_core::primitives::gemm_abt;
+use poly_core::primitives::{exp_in_place, row_max};
 use poly_core::{Element, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

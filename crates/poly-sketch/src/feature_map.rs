@@ -1,6 +1,6 @@
 //! The feature-map abstraction shared by every sketch.
 
-use poly_core::kernels::first_non_finite;
+use poly_core::primitives::first_non_finite;
 use poly_core::{Element, Error, Result};
 
 /// A map `φ: R^d → R^m` applied row by row, the same (same random draw) for queries and keys.

@@ -4,7 +4,7 @@
 //! GEMMs with `d × D` sign matrices and an elementwise product.
 
 use crate::feature_map::FeatureMap;
-use poly_core::gemm::gemm_ab;
+use poly_core::primitives::gemm_ab;
 use poly_core::{Element, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -7,7 +7,7 @@
 //! which makes `E⟨φ(x), φ(y)⟩ = (x·y)^p`.
 
 use crate::feature_map::FeatureMap;
-use poly_core::gemm::gemm_ab;
+use poly_core::primitives::gemm_ab;
 use poly_core::{Element, Error, Result};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -3,8 +3,8 @@
 use super::LinearAttentionConfig;
 use crate::exact2::pack_symmetric_square_transposed;
 use crate::feature_map::FeatureMap;
-use poly_core::gemm::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
-use poly_core::kernels::powi;
+use poly_core::primitives::powi;
+use poly_core::primitives::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
 use poly_core::{Element, Result, RowPosition, layernorm_in_place};
 
 /// How the weights inside a diagonal block are computed.
