@@ -126,7 +126,7 @@ fn summary(all_threads: usize) {
     };
     let gemm_rate = gemm_flops(GEMM_N) / gemm / 1e9;
     println!("\n== polyattn exact attention: % of faer f32 GEMM rate ({GEMM_N}³, same run) ==");
-    println!("{}", MachineInfo::collect(all_threads).to_json());
+    println!("{}", MachineInfo::collect(all_threads).json_line());
     println!("gemm {GEMM_N}³ f32, {all_threads} threads: {gemm_rate:.1} GFLOP/s");
     println!(
         "{:<10} {:<14} {:>8} {:>10} {:>10} {:>9}",

@@ -6,6 +6,8 @@
 //! averaged over seeds. Polynomial families are compared with exact degree-4 attention, FAVOR+
 //! with softmax at scale `1/√d`; q and k are LayerNormed first, as PolySketchFormer does.
 
+use crate::machine::MachineInfo;
+use crate::records::write_table;
 use crate::plot::{Axes, Series, line_plot};
 use poly_core::{AttentionConfig, Kernel, Normalization, Tensor, attention, layernorm_rows};
 use poly_data::synthetic::{correlated_qk, layernormed_gaussian, planted_feature, uniform};
@@ -82,6 +84,23 @@ pub struct AccuracyCell {
     /// Feature dimension m (r(r+1)/2 for the self-tensored PolySketch).
     pub m: usize,
     pub weight_error: f64,
+    pub output_error: f64,
+}
+
+/// The schema of `accuracy.{csv,json}`: one cell.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AccuracyRow {
+    /// The map family (CLI name).
+    pub family: &'static str,
+    /// The input distribution.
+    pub inputs: &'static str,
+    /// Sketch size.
+    pub r: usize,
+    /// Feature dimension.
+    pub m: usize,
+    /// Relative Frobenius error of the row-normalized weights.
+    pub weight_error: f64,
+    /// Relative Frobenius error of the outputs.
     pub output_error: f64,
 }
 
@@ -269,26 +288,23 @@ pub fn markdown(cells: &[AccuracyCell], plan: &AccuracyPlan) -> String {
     out
 }
 
-/// Writes `accuracy.{csv,md,svg}` into `dir`.
+/// Writes `accuracy.{csv,json,md}` and the SVGs into `dir`.
 ///
 /// # Errors
 /// A message naming the file that failed.
 pub fn write(cells: &[AccuracyCell], plan: &AccuracyPlan, dir: &Path) -> Result<(), String> {
-    let mut csv = String::from("family,inputs,r,m,weight_error,output_error\n");
-    for c in cells {
-        writeln!(
-            csv,
-            "{},{},{},{},{:.6e},{:.6e}",
-            c.family.name(),
-            c.inputs.label(),
-            c.r,
-            c.m,
-            c.weight_error,
-            c.output_error
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("accuracy.csv"), csv).map_err(|e| e.to_string())?;
+    let rows: Vec<AccuracyRow> = cells
+        .iter()
+        .map(|c| AccuracyRow {
+            family: c.family.name(),
+            inputs: c.inputs.label(),
+            r: c.r,
+            m: c.m,
+            weight_error: c.weight_error,
+            output_error: c.output_error,
+        })
+        .collect();
+    write_table(dir, "accuracy", &rows, &MachineInfo::collect(1))?;
     std::fs::write(dir.join("accuracy.md"), markdown(cells, plan)).map_err(|e| e.to_string())?;
     for (inputs, file) in [
         (Inputs::LayerNormedGaussian, "accuracy_gaussian.svg"),

@@ -3,14 +3,19 @@
 use std::process::Command;
 
 /// Where and how a measurement was taken.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct MachineInfo {
+    /// `model name` of /proc/cpuinfo.
     pub cpu_model: String,
+    /// Logical CPUs the process may use.
     pub logical_cpus: usize,
     /// The SIMD instruction set pulp dispatches to.
     pub simd_level: &'static str,
+    /// Threads of the measurement.
     pub threads: usize,
+    /// `git rev-parse --short HEAD`.
     pub git_revision: String,
+    /// `rustc --version`.
     pub rustc: String,
 }
 
@@ -27,15 +32,9 @@ impl MachineInfo {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "cpu_model": self.cpu_model,
-            "logical_cpus": self.logical_cpus,
-            "simd_level": self.simd_level,
-            "threads": self.threads,
-            "git_revision": self.git_revision,
-            "rustc": self.rustc,
-        })
+    /// The metadata as one line of JSON.
+    pub fn json_line(&self) -> String {
+        serde_json::to_string(self).expect("machine metadata serializes")
     }
 }
 
@@ -79,7 +78,8 @@ mod tests {
         assert_eq!(info.threads, 2);
         assert!(info.logical_cpus >= 1);
         assert!(!info.simd_level.is_empty());
-        assert_eq!(info.to_json()["threads"], 2);
+        let json: serde_json::Value = serde_json::from_str(&info.json_line()).unwrap();
+        assert_eq!(json["threads"], 2);
         if cfg!(target_os = "linux") {
             let before = peak_rss_bytes().unwrap();
             let big = vec![1u8; 64 << 20];

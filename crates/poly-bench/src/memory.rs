@@ -2,15 +2,16 @@
 //! `cargo xtask memory`. A streaming engine grows linearly in n (inputs, output, per-task tiles);
 //! materializing the scores would add 4·n² bytes (16 GiB at n = 65536).
 
+use crate::machine::MachineInfo;
+use crate::records::{AttendTiming, MemoryRow, write_table};
 use poly_data::synthetic::uniform;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
 const DIM: usize = 64;
 
 /// Runs `binary attend --repeat 1` (the `polyattn` command) on inputs of n = 8192 … `max_n` written
-/// into `dir`, and writes `dir/memory.csv`.
+/// into `dir`, and writes `dir/memory.{csv,json}`.
 ///
 /// # Errors
 /// `max_n` not a power of two ≥ 8192, a file that cannot be written, or a failed run.
@@ -19,7 +20,7 @@ pub fn run(binary: &Path, max_n: usize, dir: &Path) -> Result<(), String> {
         return Err(format!("--max-n {max_n}: expected a power of two ≥ 8192"));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut csv = String::from("n,causal,max_rss_bytes,seconds_median,gflops,n_squared_bytes\n");
+    let mut rows = Vec::new();
     println!(
         "{:>7} {:>7} {:>14} {:>14} {:>10}",
         "n", "causal", "max RSS MiB", "4·n² MiB", "seconds"
@@ -49,28 +50,32 @@ pub fn run(binary: &Path, max_n: usize, dir: &Path) -> Result<(), String> {
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).into_owned());
             }
-            let record: serde_json::Value = serde_json::from_slice(&out.stdout)
+            let record: AttendTiming = serde_json::from_slice(&out.stdout)
                 .map_err(|e| format!("bad JSON from polyattn: {e}"))?;
-            let rss = record["max_rss_bytes"]
-                .as_u64()
-                .ok_or("polyattn reported no max_rss_bytes")?;
-            let seconds = record["seconds_median"].as_f64().unwrap_or(f64::NAN);
-            let gflops = record["gflops"].as_f64().unwrap_or(f64::NAN);
-            let squared = 4 * n * n;
+            let row = MemoryRow {
+                n,
+                causal,
+                max_rss_bytes: record
+                    .max_rss_bytes
+                    .ok_or("polyattn reported no max_rss_bytes")?,
+                seconds_median: record.seconds_median,
+                gflops: record.gflops,
+                n_squared_bytes: 4 * (n as u64) * (n as u64),
+            };
             println!(
-                "{n:>7} {causal:>7} {:>14.1} {:>14.0} {seconds:>10.2}",
-                rss as f64 / 1048576.0,
-                squared as f64 / 1048576.0
+                "{n:>7} {causal:>7} {:>14.1} {:>14.0} {:>10.2}",
+                row.max_rss_bytes as f64 / 1048576.0,
+                row.n_squared_bytes as f64 / 1048576.0,
+                row.seconds_median
             );
-            writeln!(csv, "{n},{causal},{rss},{seconds},{gflops},{squared}").unwrap();
+            rows.push(row);
         }
         for name in ["q", "k", "v"] {
             let _ = std::fs::remove_file(dir.join(format!("{name}_{n}.npy")));
         }
         n *= 2;
     }
-    let path = dir.join("memory.csv");
-    std::fs::write(&path, csv).map_err(|e| e.to_string())?;
-    println!("wrote {}", path.display());
+    write_table(dir, "memory", &rows, &MachineInfo::collect(1))?;
+    println!("wrote {}/memory.{{csv,json}}", dir.display());
     Ok(())
 }

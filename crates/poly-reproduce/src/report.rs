@@ -20,10 +20,6 @@ const PREDICTED: &[(&str, f64, f64, Option<f64>)] = &[
     ("softmax1", 1.0, 0.99, None),
 ];
 
-fn kernel_degree(kernel: &NetworkKernel) -> String {
-    kernel.degree().map_or_else(String::new, |d| d.to_string())
-}
-
 fn method_name(m: Method) -> &'static str {
     match m {
         Method::ClosedForm => "closed-form",
@@ -31,41 +27,81 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-fn opt(x: Option<f64>) -> String {
-    x.map_or_else(String::new, |v| format!("{v:.6e}"))
+/// The schema of results.csv: one grid cell.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ResultRow {
+    /// `R-ratio` or `R-self`.
+    pub dataset: &'static str,
+    /// Sequence length.
+    pub n: usize,
+    /// Feature dimension.
+    pub d: usize,
+    /// The planted value.
+    pub b: f64,
+    /// The network kernel's label (`poly8`, `softmax1`, `linear`).
+    pub kernel: String,
+    /// The polynomial degree, if the kernel has one.
+    pub degree: Option<u32>,
+    /// `closed-form` or `engine`.
+    pub method: &'static str,
+    /// Samples of each class.
+    pub samples_per_class: usize,
+    /// Samples whose normalizer was ill-conditioned.
+    pub ill_conditioned: usize,
+    /// Accuracy with τ fitted on one half, scored on the other.
+    pub best_threshold_accuracy: f64,
+    /// Accuracy at τ = n·b/2.
+    pub fixed_threshold_accuracy: f64,
+    /// Area under the ROC curve.
+    pub roc_auc: f64,
+    /// Mean weight on the planted token (R-ratio).
+    pub planted_weight: Option<f64>,
+    /// The closed form's weight on the planted token (R-ratio).
+    pub predicted_weight: Option<f64>,
+    /// (min T1 − max T0) / √(n·d).
+    pub margin: f64,
 }
 
-/// One CSV line per cell.
-pub fn results_csv(rep: &Reproduction) -> String {
-    let mut out = String::from(
-        "dataset,n,d,b,kernel,degree,method,samples_per_class,ill_conditioned,best_threshold_accuracy,fixed_threshold_accuracy,roc_auc,planted_weight,predicted_weight,margin\n",
-    );
-    for c in rep
-        .closed_form
+/// One row per cell: closed-form R-ratio, engine R-ratio, engine R-self.
+pub fn result_rows(rep: &Reproduction) -> Vec<ResultRow> {
+    rep.closed_form
         .iter()
         .chain(&rep.ratio_dense)
         .chain(&rep.self_dense)
-    {
-        let (n, d, b) = c.dataset.params();
-        writeln!(
-            out,
-            "{},{n},{d},{b},{},{},{},{},{},{:.4},{:.4},{:.4},{},{},{:.4}",
-            c.dataset.name(),
-            c.kernel.label(),
-            kernel_degree(&c.kernel),
-            method_name(c.method),
-            c.t0.len().max(c.t1.len()),
-            c.ill_conditioned,
-            c.best_threshold_accuracy,
-            c.fixed_threshold_accuracy,
-            c.auc,
-            opt(c.planted_weight),
-            opt(c.predicted_weight),
-            c.margin
-        )
-        .unwrap();
+        .map(|c| {
+            let (n, d, b) = c.dataset.params();
+            ResultRow {
+                dataset: c.dataset.name(),
+                n,
+                d,
+                b,
+                kernel: c.kernel.label(),
+                degree: c.kernel.degree(),
+                method: method_name(c.method),
+                samples_per_class: c.t0.len().max(c.t1.len()),
+                ill_conditioned: c.ill_conditioned,
+                best_threshold_accuracy: c.best_threshold_accuracy,
+                fixed_threshold_accuracy: c.fixed_threshold_accuracy,
+                roc_auc: c.auc,
+                planted_weight: c.planted_weight,
+                predicted_weight: c.predicted_weight,
+                margin: c.margin,
+            }
+        })
+        .collect()
+}
+
+/// results.csv as text (header named after [`ResultRow`]'s fields).
+///
+/// # Errors
+/// A message if a row cannot be serialized.
+pub fn results_csv(rep: &Reproduction) -> Result<String, String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in result_rows(rep) {
+        writer.serialize(row).map_err(|e| format!("results.csv: {e}"))?;
     }
-    out
+    let bytes = writer.into_inner().map_err(|e| format!("results.csv: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| format!("results.csv: {e}"))
 }
 
 /// One row of the transition table.
@@ -213,7 +249,7 @@ pub fn write_report(rep: &Reproduction, dir: &Path) -> Result<PathBuf, String> {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
-    write("results.csv", &results_csv(rep))?;
+    write("results.csv", &results_csv(rep)?)?;
     let plot_files = plots::write_all(rep, dir)?;
     write("report.md", &report_markdown(rep, &plot_files))?;
     Ok(dir.join("report.md"))

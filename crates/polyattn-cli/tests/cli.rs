@@ -355,7 +355,7 @@ fn reproduce_quick_writes_the_report() {
     assert_eq!(rows.len(), 1 + 30 + 7 + 5);
     let low = rows
         .iter()
-        .find(|r| r.starts_with("R-ratio,4096,16,16,poly2,2,closed-form"))
+        .find(|r| r.starts_with("R-ratio,4096,16,16.0,poly2,2,closed-form"))
         .unwrap();
     let best: f64 = low.split(',').nth(9).unwrap().parse().unwrap();
     assert!(best <= 0.6, "{low}");

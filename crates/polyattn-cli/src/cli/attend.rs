@@ -5,6 +5,7 @@ use super::inputs::Inputs;
 use super::maps::map_spec;
 use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg, kernel_name};
 use poly_bench::machine::peak_rss_bytes;
+use poly_bench::records::AttendTiming;
 use poly_bench::timing::time_runs;
 use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
@@ -171,20 +172,23 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
                 Plan::Linear(spec, _) if spec.kind == poly_sketch::MapKind::Favor => None,
                 Plan::Linear(spec, _) => Some(spec.degree),
             };
-            let record = serde_json::json!({
-                "kernel": kernel_name(args.kernel),
-                "degree": degree,
-                "causal": args.causal,
-                "shape": [dims.batch, dims.heads, dims.n_q, dims.n_k, dims.d, dims.d_v],
-                "dtype": T::NAME,
-                "threads": poly_core::run_with_threads(threads, rayon::current_num_threads)?,
-                "seconds_median": timing.median,
-                "seconds_min": timing.min,
-                "gflop": gflop,
-                "gflops": gflop / timing.median,
-                "max_rss_bytes": peak_rss_bytes(),
-            });
-            println!("{record}");
+            let record = AttendTiming {
+                kernel: kernel_name(args.kernel).into(),
+                degree,
+                causal: args.causal,
+                shape: [dims.batch, dims.heads, dims.n_q, dims.n_k, dims.d, dims.d_v],
+                dtype: T::NAME.into(),
+                threads: poly_core::run_with_threads(threads, rayon::current_num_threads)?,
+                seconds_median: timing.median,
+                seconds_min: timing.min,
+                gflop,
+                gflops: gflop / timing.median,
+                max_rss_bytes: peak_rss_bytes(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string(&record).expect("a timing serializes")
+            );
         }
     }
     let output = output.expect("computed at least once");
