@@ -1,20 +1,43 @@
-//! `cargo xtask ci`: what CI runs, in the order that fails fastest.
+//! `cargo xtask ci`: what CI runs, in the order that fails fastest, with the time of each step.
 
 use crate::shell::cargo;
+use std::time::Instant;
 
-pub fn run() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&[
+/// The steps, each a cargo command line.
+const STEPS: &[(&str, &[&str])] = &[
+    ("fmt", &["fmt", "--all", "--", "--check"]),
+    (
         "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     // --all-targets runs the criterion benches once each in test mode.
-    cargo(&["test", "--workspace", "--all-targets"])?;
-    cargo(&["test", "--workspace", "--doc"])?;
-    eprintln!("ci: all checks passed");
+    ("test", &["test", "--workspace", "--all-targets"]),
+    ("doc tests", &["test", "--workspace", "--doc"]),
+];
+
+/// Runs every step; stops at the first failure. Prints how long each step took.
+pub fn run() -> Result<(), String> {
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for (name, args) in STEPS {
+        let step = Instant::now();
+        let result = cargo(args);
+        times.push((name, step.elapsed().as_secs_f64()));
+        result?;
+    }
+    eprintln!(
+        "ci: all checks passed in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    for (name, seconds) in times {
+        eprintln!("ci:   {name:<10} {seconds:>6.1} s");
+    }
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! with softmax at scale `1/√d`; q and k are LayerNormed first, as PolySketchFormer does.
 
 use crate::machine::MachineInfo;
-use crate::records::write_table;
 use crate::plot::{Axes, Series, line_plot};
+use crate::records::write_table;
 use poly_core::{AttentionConfig, Kernel, Normalization, Tensor, attention, layernorm_rows};
 use poly_data::synthetic::{correlated_qk, layernormed_gaussian, planted_feature, uniform};
 use poly_sketch::{FeatureMap, LinearAttentionConfig, MapKind, MapSpec, linear_attention};
@@ -35,6 +35,7 @@ pub const INPUTS: [Inputs; 3] = [
 ];
 
 impl Inputs {
+    /// The label of tables and plots.
     pub fn label(self) -> &'static str {
         match self {
             Inputs::LayerNormedGaussian => "layernormed gaussian",
@@ -78,12 +79,17 @@ pub const FAMILIES: [MapKind; 5] = [
 /// One cell of the study.
 #[derive(Clone, Debug)]
 pub struct AccuracyCell {
+    /// The map family.
     pub family: MapKind,
+    /// The input distribution.
     pub inputs: Inputs,
+    /// Sketch size r (the feature count of the non-PolySketch families).
     pub r: usize,
     /// Feature dimension m (r(r+1)/2 for the self-tensored PolySketch).
     pub m: usize,
+    /// Relative Frobenius error of the row-normalized weights.
     pub weight_error: f64,
+    /// Relative Frobenius error of the outputs.
     pub output_error: f64,
 }
 
@@ -107,13 +113,18 @@ pub struct AccuracyRow {
 /// Sizes and repetitions of the study.
 #[derive(Clone, Debug)]
 pub struct AccuracyPlan {
+    /// Sketch sizes r to evaluate.
     pub sizes: Vec<usize>,
+    /// Sequence length.
     pub n: usize,
+    /// Head dimension.
     pub d: usize,
+    /// Independent draws (seeds) averaged per cell.
     pub seeds: u64,
 }
 
 impl AccuracyPlan {
+    /// The report's study: n = 256, 2 seeds.
     pub fn quick() -> Self {
         AccuracyPlan {
             sizes: vec![16, 32, 64, 128, 256],
@@ -122,6 +133,7 @@ impl AccuracyPlan {
             seeds: 2,
         }
     }
+    /// The full study: more seeds.
     pub fn full() -> Self {
         AccuracyPlan {
             sizes: vec![16, 32, 64, 128, 256],

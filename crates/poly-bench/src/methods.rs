@@ -10,6 +10,7 @@ use poly_sketch::{MapKind, MapSpec};
 pub enum MethodName {
     /// Exact polynomial attention, β = 4.
     Poly4,
+    /// Exact softmax attention.
     Softmax,
     /// Self-tensored PolySketch, p = 4, r = 32 (m = 528 packed features).
     Polysketch,
@@ -32,6 +33,7 @@ pub enum MethodName {
 pub const FEATURES: usize = 528;
 
 impl MethodName {
+    /// The method this name stands for.
     pub fn method(self) -> Method {
         let sketch = |kind, degree, sketch_dim| Method::Sketched {
             map: MapSpec::new(kind, degree, sketch_dim, 0),

@@ -10,10 +10,15 @@ pub type Series = (String, Vec<(f64, f64)>);
 
 /// Axes of a [`line_plot`].
 pub struct Axes<'a> {
+    /// Plot title.
     pub title: &'a str,
+    /// x-axis label.
     pub x: &'a str,
+    /// y-axis label.
     pub y: &'a str,
+    /// Logarithmic x axis.
     pub log_x: bool,
+    /// Logarithmic y axis.
     pub log_y: bool,
 }
 

@@ -17,7 +17,12 @@ pub enum Method {
     /// polyattn's exact engine.
     Exact(Kernel),
     /// polyattn's linear engine with a feature map (`local_exact`: the mixed variant).
-    Sketched { map: MapSpec, local_exact: bool },
+    Sketched {
+        /// The feature map.
+        map: MapSpec,
+        /// Exact weights inside the diagonal blocks.
+        local_exact: bool,
+    },
     /// A peer library's implementation (only with the matching cargo feature).
     Peer(crate::peers::Peer),
 }
@@ -60,21 +65,29 @@ impl Method {
 /// kernels that PolySketchFormer normalizes (sketched ones), `d_v = d`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scenario {
+    /// What is timed.
     pub method: Method,
+    /// Whether the causal mask is applied.
     pub causal: bool,
+    /// Sequence length (n_q = n_k).
     pub n: usize,
+    /// Head dimension (d = d_v).
     pub d: usize,
+    /// Number of (batch, head) pairs.
     pub batch_heads: usize,
+    /// Threads of the run.
     pub threads: usize,
     /// Block size of the block-causal algorithm (sketched kernels).
     pub block: usize,
 }
 
 impl Scenario {
+    /// The problem's dimensions.
     pub fn dims(&self) -> Dims {
         Dims::new(1, self.batch_heads, self.n, self.n, self.d, self.d)
     }
 
+    /// The mask of `causal`.
     pub fn mask(&self) -> Mask {
         if self.causal {
             Mask::Causal
@@ -83,12 +96,14 @@ impl Scenario {
         }
     }
 
+    /// The exact engine's configuration for `kernel`.
     pub fn exact_config(&self, kernel: Kernel) -> AttentionConfig {
         AttentionConfig::new(kernel)
             .with_mask(self.mask())
             .with_threads(self.thread_setting())
     }
 
+    /// The linear engine's configuration (LayerNorm on, `Sum` normalization).
     pub fn linear_config(&self, local_exact: bool) -> LinearAttentionConfig {
         LinearAttentionConfig::default()
             .with_mask(self.mask())

@@ -20,12 +20,19 @@ pub const SLOPE_MIN_N: usize = 1024;
 pub struct ScalingPlan {
     /// Each method with the masks to run it under.
     pub series: Vec<(Method, bool)>,
+    /// Smallest n.
     pub n_min: usize,
+    /// Largest n.
     pub n_max: usize,
+    /// Head dimension.
     pub d: usize,
+    /// Number of (batch, head) pairs.
     pub batch_heads: usize,
+    /// Threads.
     pub threads: usize,
+    /// Block size of the sketched engine.
     pub block: usize,
+    /// Timed runs per point.
     pub repeat: usize,
     /// Seconds one series may spend; the next n is skipped once it would exceed them.
     pub budget_s: f64,
@@ -41,7 +48,9 @@ impl ScalingPlan {
 
 /// A finished sweep: its records and the GEMM rate they are measured against.
 pub struct Sweep {
+    /// One record per measured point.
     pub records: Vec<Record>,
+    /// Where the sweep ran.
     pub machine: MachineInfo,
 }
 

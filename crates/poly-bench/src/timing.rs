@@ -5,9 +5,13 @@ use std::time::Instant;
 /// Summary of repeated timings, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
+    /// Median seconds per run.
     pub median: f64,
+    /// Fastest run.
     pub min: f64,
+    /// Slowest run.
     pub max: f64,
+    /// Timed runs.
     pub runs: usize,
 }
 

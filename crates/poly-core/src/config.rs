@@ -9,7 +9,10 @@ use std::num::NonZeroUsize;
 #[non_exhaustive]
 pub enum Kernel {
     /// `w = s^degree`, any integer degree ≥ 1 (evaluated overflow-free, see docs/math.md §2.3).
-    Polynomial { degree: u32 },
+    Polynomial {
+        /// The degree β ≥ 1.
+        degree: u32,
+    },
     /// `w = exp(s)` (evaluated relative to the running row maximum).
     Softmax,
 }
@@ -65,14 +68,18 @@ pub enum Threads {
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct AttentionConfig {
+    /// The weight function.
     pub kernel: Kernel,
+    /// Which keys each query sees.
     pub mask: Mask,
+    /// How the weighted sum of values is normalized.
     pub normalization: Normalization,
     /// Multiplies `q·k`. `None` means the kernel's default: 1 for polynomials, `1/√d` for softmax.
     pub scale: Option<f64>,
     /// LayerNorm each q and k row over the head dimension (mean 0, variance 1, eps 1e-5, no affine)
     /// before scoring, as PolySketchFormer does.
     pub layernorm: bool,
+    /// How many threads run the engine.
     pub threads: Threads,
 }
 
@@ -103,24 +110,29 @@ impl AttentionConfig {
         Self::new(Kernel::Softmax)
     }
 
+    /// The same configuration with another mask.
     pub fn with_mask(self, mask: Mask) -> Self {
         AttentionConfig { mask, ..self }
     }
+    /// The same configuration with another normalization.
     pub fn with_normalization(self, normalization: Normalization) -> Self {
         AttentionConfig {
             normalization,
             ..self
         }
     }
+    /// The same configuration with `q·k` multiplied by `scale`.
     pub fn with_scale(self, scale: f64) -> Self {
         AttentionConfig {
             scale: Some(scale),
             ..self
         }
     }
+    /// The same configuration with LayerNorm of q and k on or off.
     pub fn with_layernorm(self, layernorm: bool) -> Self {
         AttentionConfig { layernorm, ..self }
     }
+    /// The same configuration on another thread count.
     pub fn with_threads(self, threads: Threads) -> Self {
         AttentionConfig { threads, ..self }
     }

@@ -28,7 +28,9 @@ pub trait Element:
     /// output's relative error would exceed roughly `ε · √n / tol`, i.e. it would be mostly noise.
     const NORMALIZER_TOLERANCE: f64;
 
+    /// The nearest value of this type.
     fn from_f64(x: f64) -> Self;
+    /// The exact value as f64.
     fn to_f64(self) -> f64;
 }
 

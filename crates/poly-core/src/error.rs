@@ -6,9 +6,13 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TensorName {
+    /// The queries, `q`.
     Query,
+    /// The keys, `k`.
     Key,
+    /// The values, `v`.
     Value,
+    /// A caller's output buffer.
     Output,
 }
 
@@ -30,8 +34,11 @@ pub const AXIS_NAMES: [&str; 4] = ["batch", "heads", "seq", "dim"];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RowPosition {
+    /// Index on the batch axis.
     pub batch: usize,
+    /// Index on the heads axis.
     pub head: usize,
+    /// Index of the query row.
     pub row: usize,
 }
 
@@ -58,48 +65,76 @@ impl fmt::Display for RowPosition {
 pub enum Error {
     /// A buffer does not hold `product(shape)` elements.
     BufferLength {
+        /// The tensor whose buffer is wrong.
         tensor: TensorName,
+        /// Elements its shape needs.
         expected: usize,
+        /// Elements the buffer holds.
         found: usize,
     },
     /// A tensor axis disagrees with the other tensors.
     ShapeMismatch {
+        /// The tensor that disagrees.
         tensor: TensorName,
+        /// The axis that disagrees.
         axis: &'static str,
+        /// The length the other tensors imply.
         expected: usize,
+        /// The length found.
         found: usize,
     },
     /// A tensor has an axis of length zero.
     EmptyDimension {
+        /// The tensor with the empty axis.
         tensor: TensorName,
+        /// The empty axis.
         axis: &'static str,
     },
     /// A NaN or infinity in an input tensor; `index` is `[batch, head, seq, dim]`.
     NonFinite {
+        /// The tensor holding the value.
         tensor: TensorName,
+        /// Its `[batch, head, row, column]` index.
         index: [usize; 4],
+        /// The value (NaN or ±∞).
         value: f64,
     },
     /// A configuration value is out of its domain.
     InvalidParameter {
+        /// The parameter.
         name: &'static str,
+        /// The value given.
         value: String,
+        /// What the parameter accepts.
         expected: &'static str,
     },
     /// Every visible score of a row is zero, so the `Sum` normalizer is zero.
-    AllScoresZero { at: RowPosition },
+    AllScoresZero {
+        /// The row.
+        at: RowPosition,
+    },
     /// The normalizer of a row is zero or so small relative to the magnitude of its terms that the
     /// output would be noise (signed weights of odd degrees cancelling).
     IllConditionedNormalizer {
+        /// The row.
         at: RowPosition,
         /// `|Σ w| / Σ |w|` for the row; rows below the tolerance are rejected.
         ratio: f64,
+        /// The tolerance of the element type (`Element::NORMALIZER_TOLERANCE`).
         tolerance: f64,
     },
     /// A row sees no key under the causal mask (n_q > n_k), so `Sum`/softmax are undefined there.
-    NoVisibleKeys { at: RowPosition },
+    NoVisibleKeys {
+        /// The row.
+        at: RowPosition,
+    },
     /// The result does not fit the element type (scores overflowing, or `None` normalization).
-    Overflow { at: RowPosition, what: &'static str },
+    Overflow {
+        /// The row.
+        at: RowPosition,
+        /// What overflowed.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {

@@ -71,18 +71,23 @@ impl<T> Tensor<T> {
         Ok(Tensor { shape, data })
     }
 
+    /// The `[batch, heads, seq, dim]` shape.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// The elements in row-major order.
     pub fn as_slice(&self) -> &[T] {
         &self.data
     }
+    /// The elements in row-major order, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.data
     }
+    /// The buffer, row-major.
     pub fn into_vec(self) -> Vec<T> {
         self.data
     }
+    /// A borrowed view, what the engines take.
     pub fn view(&self) -> TensorRef<'_, T> {
         TensorRef {
             shape: self.shape,
@@ -108,9 +113,11 @@ impl<'a, T> TensorRef<'a, T> {
         Ok(TensorRef { shape, data })
     }
 
+    /// The `[batch, heads, seq, dim]` shape.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// The elements in row-major order.
     pub fn as_slice(&self) -> &'a [T] {
         self.data
     }

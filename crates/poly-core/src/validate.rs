@@ -10,7 +10,9 @@ use crate::tensor::{TensorRef, axis_name};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Dims {
+    /// Batch size.
     pub batch: usize,
+    /// Heads per batch entry.
     pub heads: usize,
     /// Number of queries per head.
     pub n_q: usize,

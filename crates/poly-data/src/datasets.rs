@@ -10,7 +10,9 @@ use rand::{RngExt, SeedableRng};
 /// Which class a sample belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
+    /// No planted feature.
     D0,
+    /// One planted feature of value b.
     D1,
 }
 
@@ -29,9 +31,13 @@ pub enum SignPlacement {
 /// One sample of the experiment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// The query inputs A1 (`n × d`).
     pub a1: Vec<f64>,
+    /// The key inputs A2 (`n × d`).
     pub a2: Vec<f64>,
+    /// The value inputs A3 (`n × d`).
     pub a3: Vec<f64>,
+    /// The class the sample was drawn from.
     pub class: Class,
     /// `(k*, i*)` for D1 samples.
     pub planted: Option<(usize, usize)>,
@@ -40,17 +46,24 @@ pub struct Sample {
 /// Dataset R-ratio: all-ones inputs, one entry `b` planted in D1, values with random signs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RatioDataset {
+    /// Sequence length.
     pub n: usize,
+    /// Feature dimension.
     pub d: usize,
+    /// The planted value b.
     pub b: f64,
+    /// Where the random signs of A3 go.
     pub signs: SignPlacement,
 }
 
 /// Dataset R-self: i.i.d. ±1 inputs used as queries, keys and values; D1 plants `b`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SelfDataset {
+    /// Sequence length.
     pub n: usize,
+    /// Feature dimension.
     pub d: usize,
+    /// The planted value b (non-integer avoids ties).
     pub b: f64,
 }
 

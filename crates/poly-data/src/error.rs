@@ -5,28 +5,52 @@ use std::path::PathBuf;
 
 #[derive(Debug)]
 #[non_exhaustive]
+/// Everything that can go wrong reading or writing tensors and generating data; each variant names the file or parameter.
 pub enum DataError {
     /// The file could not be opened, read or written.
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// The file is not a valid `.npy`/`.safetensors` file (corrupt header, truncated data, …).
-    Format { path: PathBuf, reason: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The element type is not f32 or f64.
-    UnsupportedDType { path: PathBuf, dtype: String },
+    UnsupportedDType {
+        /// The file.
+        path: PathBuf,
+        /// The dtype it holds.
+        dtype: String,
+    },
     /// The tensor has a rank attention cannot use.
-    BadRank { path: PathBuf, shape: Vec<usize> },
+    BadRank {
+        /// The file.
+        path: PathBuf,
+        /// The shape it holds.
+        shape: Vec<usize>,
+    },
     /// A `.safetensors` file lacks a required tensor.
     MissingTensor {
+        /// The file.
         path: PathBuf,
+        /// The tensor that is missing.
         name: String,
+        /// The tensors the file holds.
         found: Vec<String>,
     },
     /// A data-set or generator parameter is out of its domain.
     InvalidParameter {
+        /// The parameter.
         name: &'static str,
+        /// The value given.
         value: String,
+        /// What the parameter accepts.
         expected: &'static str,
     },
 }
@@ -72,4 +96,5 @@ impl std::error::Error for DataError {
     }
 }
 
+/// poly-data's result type.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -8,7 +8,9 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum TensorData {
+    /// float32 elements.
     F32(Vec<f32>),
+    /// float64 elements.
     F64(Vec<f64>),
 }
 
@@ -16,7 +18,9 @@ pub enum TensorData {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct LoadedTensor {
+    /// The shape stored in the file.
     pub shape: Vec<usize>,
+    /// The elements, row-major.
     pub data: TensorData,
 }
 

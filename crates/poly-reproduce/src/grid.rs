@@ -10,16 +10,23 @@ use poly_data::datasets::{RatioDataset, SelfDataset, SignPlacement};
 pub struct Grid {
     /// R-ratio sizes `(n, d, b)` evaluated with the closed form.
     pub ratio_closed_form: Vec<(usize, usize, f64)>,
+    /// Degrees of the closed-form cells.
     pub closed_form_degrees: Vec<u32>,
+    /// Samples per class of each closed-form cell.
     pub closed_form_samples: usize,
     /// The R-ratio size run through the engine (weights vs the closed form).
     pub ratio_dense: (usize, usize, f64),
+    /// Degrees of the engine's R-ratio cells.
     pub dense_degrees: Vec<u32>,
+    /// Samples per class of each engine R-ratio cell.
     pub dense_samples: usize,
     /// R-self sizes `(n, d, b)`, through the engine.
     pub self_sizes: Vec<(usize, usize, f64)>,
+    /// Degrees of the R-self cells.
     pub self_degrees: Vec<u32>,
+    /// Samples per class of each R-self cell.
     pub self_samples: usize,
+    /// Seed of every draw.
     pub seed: u64,
 }
 
@@ -66,10 +73,13 @@ impl Grid {
 /// Everything a reproduction measured.
 #[derive(Clone, Debug)]
 pub struct Reproduction {
+    /// The grid that was run.
     pub grid: Grid,
     /// R-ratio by closed form, R-ratio through the engine, R-self through the engine.
     pub closed_form: Vec<CellResult>,
+    /// R-ratio through the engine.
     pub ratio_dense: Vec<CellResult>,
+    /// R-self through the engine.
     pub self_dense: Vec<CellResult>,
 }
 

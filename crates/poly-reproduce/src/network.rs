@@ -11,7 +11,10 @@ pub enum NetworkKernel {
     /// `(score)^β`.
     Polynomial(u32),
     /// `exp(scale · score)`.
-    Softmax { scale: f64 },
+    Softmax {
+        /// Multiplies the score.
+        scale: f64,
+    },
     /// `score` itself: the degree-1 twin.
     Linear,
 }
@@ -47,7 +50,9 @@ impl NetworkKernel {
 /// The network's weights `X` and `Y` (`d × d`, row-major); `None` is the identity.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetworkWeights {
+    /// X (`d × d`, row-major), identity when `None`.
     pub x: Option<Vec<f64>>,
+    /// Y (`d × d`, row-major), identity when `None`.
     pub y: Option<Vec<f64>>,
 }
 

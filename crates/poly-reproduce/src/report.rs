@@ -98,9 +98,13 @@ pub fn result_rows(rep: &Reproduction) -> Vec<ResultRow> {
 pub fn results_csv(rep: &Reproduction) -> Result<String, String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in result_rows(rep) {
-        writer.serialize(row).map_err(|e| format!("results.csv: {e}"))?;
+        writer
+            .serialize(row)
+            .map_err(|e| format!("results.csv: {e}"))?;
     }
-    let bytes = writer.into_inner().map_err(|e| format!("results.csv: {e}"))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| format!("results.csv: {e}"))?;
     String::from_utf8(bytes).map_err(|e| format!("results.csv: {e}"))
 }
 

@@ -15,11 +15,14 @@ use rayon::prelude::*;
 /// Which dataset a cell uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Dataset {
+    /// R-ratio, with a closed form.
     Ratio(RatioDataset),
+    /// R-self: literal self-attention.
     SelfAttention(SelfDataset),
 }
 
 impl Dataset {
+    /// The dataset's name in tables (`R-ratio`, `R-self`).
     pub fn name(&self) -> &'static str {
         match self {
             Dataset::Ratio(_) => "R-ratio",
@@ -58,19 +61,27 @@ pub enum Method {
 /// The outcome of one grid cell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellResult {
+    /// The dataset and its size.
     pub dataset: Dataset,
+    /// The network kernel.
     pub kernel: NetworkKernel,
+    /// Closed form or engine.
     pub method: Method,
     /// Readouts of the D0 and D1 samples whose normalizers were well-conditioned.
     pub t0: Vec<f64>,
+    /// Readouts of the D1 samples (see `t0`).
     pub t1: Vec<f64>,
+    /// Accuracy with τ fitted on one half, scored on the other.
     pub best_threshold_accuracy: f64,
+    /// Accuracy at the fixed τ = n·b/2.
     pub fixed_threshold_accuracy: f64,
+    /// Area under the ROC curve.
     pub auc: f64,
     /// Mean over D1 samples of the mean weight rows `j ≠ k*` put on the planted token.
     pub planted_weight: Option<f64>,
     /// The closed-form planted weight (R-ratio).
     pub predicted_weight: Option<f64>,
+    /// Standardized margin (min T1 − max T0)/√(n·d).
     pub margin: f64,
     /// Samples the engine rejected for a zero or ill-conditioned normalizer (odd degrees).
     pub ill_conditioned: usize,

@@ -110,6 +110,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         self.tokens
     }
 
+    /// Whether no token has been absorbed yet.
     pub fn is_empty(&self) -> bool {
         self.tokens == 0
     }

@@ -10,6 +10,7 @@ pub struct ExactDegree2 {
 }
 
 impl ExactDegree2 {
+    /// The map for inputs of dimension `d`.
     pub fn new(d: usize) -> Self {
         ExactDegree2 { d }
     }

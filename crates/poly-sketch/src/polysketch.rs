@@ -106,6 +106,7 @@ impl<T: Element> PolySketch<T> {
         })
     }
 
+    /// The polynomial degree the sketch estimates.
     pub fn degree(&self) -> u32 {
         self.degree
     }

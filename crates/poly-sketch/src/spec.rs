@@ -16,7 +16,9 @@ pub enum MapKind {
     PolySketch,
     /// The plain Gaussian tree at every degree (signed weights).
     PolySketchTree,
+    /// TensorSketch: CountSketches combined by FFT.
     TensorSketch,
+    /// Random Maclaurin: products of Rademacher projections.
     RandomMaclaurin,
     /// FAVOR+ for softmax; the degree does not apply.
     Favor,
@@ -25,6 +27,7 @@ pub enum MapKind {
 }
 
 impl MapKind {
+    /// Every family, in the order of tables.
     pub const ALL: [MapKind; 6] = [
         MapKind::PolySketch,
         MapKind::PolySketchTree,
@@ -56,12 +59,14 @@ impl MapKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MapSpec {
+    /// The family.
     pub kind: MapKind,
     /// The polynomial degree (ignored by FAVOR+; must be 2 for exact2).
     pub degree: u32,
     /// `r` for PolySketch (the self-tensored map has `r(r+1)/2` features), `D` for TensorSketch
     /// and Random Maclaurin, `m` for FAVOR+; unused by exact2.
     pub sketch_dim: usize,
+    /// Seed of the random draw.
     pub seed: u64,
 }
 

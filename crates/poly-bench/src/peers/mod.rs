@@ -15,10 +15,14 @@ pub enum Peer {
     /// `candle_nn::attention::flash_attn` (softmax, scale 1).
     CandleFlashSoftmax,
     /// candle tensors: `(Q Kᵀ)^β`, masked, divided by its row sums, times V.
-    CandlePolynomial { degree: u32 },
+    CandlePolynomial {
+        /// The polynomial degree.
+        degree: u32,
+    },
 }
 
 impl Peer {
+    /// The label of tables and plots.
     pub fn label(&self) -> &'static str {
         match self {
             Peer::CandleFlashSoftmax => "candle_flash_softmax",

@@ -26,6 +26,7 @@ use poly_core::{
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct LinearAttentionConfig {
+    /// Non-causal or block-causal.
     pub mask: Mask,
     /// Rows per block of the block-causal algorithm (also the streaming unit when non-causal).
     pub block: usize,
@@ -39,6 +40,7 @@ pub struct LinearAttentionConfig {
     /// The mixed variant (causal only): exact `(q·k)^p` weights inside each diagonal block, the
     /// sketch for the blocks below it. The output then depends on the block size.
     pub local_exact: bool,
+    /// How many threads run the engine.
     pub threads: Threads,
 }
 

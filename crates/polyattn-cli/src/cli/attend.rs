@@ -173,7 +173,7 @@ fn run_typed<T: Element + npyz::AutoSerialize>(
                 Plan::Linear(spec, _) => Some(spec.degree),
             };
             let record = AttendTiming {
-                kernel: kernel_name(args.kernel).into(),
+                kernel: kernel_name(args.kernel),
                 degree,
                 causal: args.causal,
                 shape: [dims.batch, dims.heads, dims.n_q, dims.n_k, dims.d, dims.d_v],
