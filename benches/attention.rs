@@ -26,7 +26,7 @@ const DIM: usize = 64;
 const GEMM_N: usize = 2048;
 
 fn random_tensor(n: usize, seed: u64) -> Tensor<f32> {
-    uniform([1, HEADS, n, DIM], -1.0, 1.0, seed)
+    uniform([1, HEADS, n, DIM], -1.0, 1.0, seed).unwrap()
 }
 
 fn kernels() -> [(&'static str, AttentionConfig); 3] {
@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion, all_threads: usize) {
 /// d = d_v = 64, degree 4, for the self-tensored sketch (m = 528) and the plain tree (m = 32).
 fn bench_decoding(c: &mut Criterion) {
     let (d, prompt) = (DIM, 4096);
-    let x = uniform::<f32>([1, 1, prompt + 1, d], -1.0, 1.0, 9);
+    let x = uniform::<f32>([1, 1, prompt + 1, d], -1.0, 1.0, 9).unwrap();
     let (prompt_rows, token) = x.as_slice().split_at(prompt * d);
     let tensored = SelfTensoredSketch::<f32>::new(d, 4, 32, 1, SketchScale::Unbiased).unwrap();
     let plain = PolySketch::<f32>::new(d, 4, 32, 1, SketchScale::Unbiased).unwrap();

@@ -37,7 +37,9 @@ fn buffer_apart(other: &[f32], len: usize) -> (Vec<f32>, usize) {
 }
 
 fn bench_power(c: &mut Criterion) {
-    let tile = uniform::<f32>([1, 1, 64, 512], -1.0, 1.0, 1).into_vec();
+    let tile = uniform::<f32>([1, 1, 64, 512], -1.0, 1.0, 1)
+        .unwrap()
+        .into_vec();
     let (mut buffer, at) = buffer_apart(&tile, tile.len());
     let work = &mut buffer[at..at + tile.len()];
     let mut group = c.benchmark_group("power");
@@ -60,7 +62,9 @@ fn bench_power(c: &mut Criterion) {
 
 fn bench_feature_maps(c: &mut Criterion) {
     let (rows, d) = (256, 64);
-    let x = uniform::<f32>([1, 1, rows, d], -1.0, 1.0, 2).into_vec();
+    let x = uniform::<f32>([1, 1, rows, d], -1.0, 1.0, 2)
+        .unwrap()
+        .into_vec();
     let mut group = c.benchmark_group("feature_maps");
     group.throughput(Throughput::Elements(rows as u64));
     for (kind, degree, size) in [
@@ -102,7 +106,7 @@ fn bench_sketched(c: &mut Criterion) {
                 block: 256,
             };
             group.throughput(Throughput::Elements(scenario.flops() as u64));
-            let [q, k, v] = scenario.inputs();
+            let [q, k, v] = scenario.inputs().unwrap();
             match scenario.method {
                 poly_bench::scenario::Method::Sketched { map, local_exact } => {
                     let map = map.build::<f32>(64).unwrap();

@@ -14,7 +14,7 @@ const N: usize = 2048;
 const D: usize = 64;
 
 fn random(seed: u64, heads: usize) -> Tensor<f32> {
-    uniform([1, heads, N, D], -1.0, 1.0, seed)
+    uniform([1, heads, N, D], -1.0, 1.0, seed).expect("a valid range and a small shape")
 }
 
 /// The first head of a `[1, heads, n, d]` tensor, as its own tensor.

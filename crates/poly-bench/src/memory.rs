@@ -32,7 +32,8 @@ pub fn run(binary: &Path, max_n: usize, dir: &Path) -> Result<(), String> {
             .enumerate()
             .map(|(i, name)| {
                 let path = dir.join(format!("{name}_{n}.npy"));
-                let data = uniform::<f32>([1, 1, n, DIM], -1.0, 1.0, i as u64 + 1);
+                let data = uniform::<f32>([1, 1, n, DIM], -1.0, 1.0, i as u64 + 1)
+                    .map_err(|e| e.to_string())?;
                 poly_data::write_npy(&path, &[n, DIM], data.as_slice())
                     .map_err(|e| e.to_string())?;
                 Ok(path.to_string_lossy().into_owned())

@@ -133,9 +133,21 @@ impl Scenario {
     }
 
     /// The inputs q, k, v of this scenario (fixed seeds).
-    pub fn inputs(&self) -> [Tensor<f32>; 3] {
+    ///
+    /// # Errors
+    /// [`Error::ResourceLimit`] when the shape exceeds the memory budget.
+    pub fn inputs(&self) -> Result<[Tensor<f32>; 3], Error> {
         let shape = [1, self.batch_heads, self.n, self.d];
-        [1, 2, 3].map(|seed| poly_data::synthetic::uniform(shape, -1.0, 1.0, seed))
+        let draw = |seed| {
+            poly_data::synthetic::uniform(shape, -1.0, 1.0, seed).map_err(|_| {
+                Error::ResourceLimit {
+                    what: "scenario inputs",
+                    needed_bytes: (shape.iter().product::<usize>() as u64).saturating_mul(4),
+                    limit_bytes: poly_core::memory_budget(),
+                }
+            })
+        };
+        Ok([draw(1)?, draw(2)?, draw(3)?])
     }
 
     /// Times `repeat` runs after a warm-up (maps are drawn once, outside the timing).
@@ -143,7 +155,7 @@ impl Scenario {
     /// # Errors
     /// The kernel's error, or a peer that is not compiled in.
     pub fn time(&self, repeat: usize) -> Result<Timing, Error> {
-        let [q, k, v] = self.inputs();
+        let [q, k, v] = self.inputs()?;
         match self.method {
             Method::Exact(kernel) => {
                 let cfg = self.exact_config(kernel);

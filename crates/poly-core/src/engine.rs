@@ -62,6 +62,7 @@ pub fn attention<T: Element>(
     cfg: &AttentionConfig,
 ) -> Result<Tensor<T>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
+    crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;
     run_with_threads(cfg.threads, || {
         attend_validated(q, k, v, cfg, dims, out.as_mut_slice())
@@ -84,6 +85,7 @@ pub fn run_with_threads<R: Send>(threads: Threads, f: impl FnOnce() -> R + Send)
 }
 
 fn pool_with_threads(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    crate::resources::check_threads(n)?;
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(Default::default)
@@ -168,8 +170,8 @@ fn attend_validated<T: Element>(
 ) -> Result<()> {
     let (q_data, k_data): (Cow<[T]>, Cow<[T]>) = if cfg.layernorm {
         (
-            Cow::Owned(layernorm_rows(q.as_slice(), dims.d)),
-            Cow::Owned(layernorm_rows(k.as_slice(), dims.d)),
+            Cow::Owned(layernorm_rows(q.as_slice(), dims.d)?),
+            Cow::Owned(layernorm_rows(k.as_slice(), dims.d)?),
         )
     } else {
         (Cow::Borrowed(q.as_slice()), Cow::Borrowed(k.as_slice()))

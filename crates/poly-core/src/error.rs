@@ -128,6 +128,16 @@ pub enum Error {
         /// The row.
         at: RowPosition,
     },
+    /// A size derived from the input (an output, a feature matrix, a sketch, a state) would
+    /// exceed the memory budget ([`crate::memory_budget`]) or overflow the address space.
+    ResourceLimit {
+        /// What would have been allocated.
+        what: &'static str,
+        /// The bytes it needs (`u64::MAX` when the size itself overflows).
+        needed_bytes: u64,
+        /// The budget.
+        limit_bytes: u64,
+    },
     /// The result does not fit the element type (scores overflowing, or `None` normalization).
     Overflow {
         /// The row.
@@ -192,6 +202,22 @@ impl fmt::Display for Error {
                  so this normalization is undefined"
             ),
             Error::Overflow { at, what } => write!(f, "{at}: {what} overflows the element type"),
+            Error::ResourceLimit {
+                what,
+                needed_bytes,
+                limit_bytes,
+            } => {
+                let needed = if *needed_bytes == u64::MAX {
+                    "more than 2^64 bytes".to_owned()
+                } else {
+                    format!("{needed_bytes} bytes")
+                };
+                write!(
+                    f,
+                    "{what} would need {needed}, over the memory budget of {limit_bytes} bytes \
+                     (raise it with --max-memory / set_memory_budget if that is intended)"
+                )
+            }
         }
     }
 }

@@ -1,24 +1,109 @@
 //! Row-wise LayerNorm without affine parameters (PolySketchFormer normalizes q and k this way).
+//!
+//! Overflow-safe: a row whose largest magnitude `s` exceeds 1 is normalized as `y = x / s`, with
+//! `(x − mean) / √(var + ε) = (y − mean_y) / √(var_y + ε/s²)`, so rows near the top of the
+//! element range (|x| ≈ 1e300 in f64, 1e38 in f32) normalize like any other instead of turning
+//! into zeros through an infinite variance.
 
 use crate::config::LAYERNORM_EPS;
 use crate::element::Element;
+use crate::error::{Error, Result};
 
 /// Normalizes every row of length `dim` to mean 0 and variance 1 (biased variance, eps 1e-5),
 /// accumulating in f64 so that f32 rows with large means lose no precision.
-pub fn layernorm_rows<T: Element>(data: &[T], dim: usize) -> Vec<T> {
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `dim` is 0 or does not divide `data.len()`.
+pub fn layernorm_rows<T: Element>(data: &[T], dim: usize) -> Result<Vec<T>> {
     let mut out = data.to_vec();
-    layernorm_in_place(&mut out, dim);
-    out
+    layernorm_in_place(&mut out, dim)?;
+    Ok(out)
 }
 
 /// [`layernorm_rows`] without the copy, for engines that normalize one block at a time.
-pub fn layernorm_in_place<T: Element>(data: &mut [T], dim: usize) {
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when `dim` is 0 or does not divide `data.len()`.
+pub fn layernorm_in_place<T: Element>(data: &mut [T], dim: usize) -> Result<()> {
+    if dim == 0 || !data.len().is_multiple_of(dim) {
+        return Err(Error::InvalidParameter {
+            name: "layernorm row length",
+            value: format!("{dim} for {} elements", data.len()),
+            expected: "a length ≥ 1 that divides the data",
+        });
+    }
     for row in data.chunks_exact_mut(dim) {
-        let mean = row.iter().map(|x| x.to_f64()).sum::<f64>() / dim as f64;
-        let var = row.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / dim as f64;
-        let inv_std = 1.0 / (var + LAYERNORM_EPS).sqrt();
+        let (scale, eps) = overflow_safe_scale(row.iter().map(|x| x.to_f64()));
+        let mean = row.iter().map(|x| x.to_f64() * scale).sum::<f64>() / dim as f64;
+        let var = row
+            .iter()
+            .map(|x| (x.to_f64() * scale - mean).powi(2))
+            .sum::<f64>()
+            / dim as f64;
+        let inv_std = 1.0 / (var + eps).sqrt();
         for x in row.iter_mut() {
-            *x = T::from_f64((x.to_f64() - mean) * inv_std);
+            *x = T::from_f64((x.to_f64() * scale - mean) * inv_std);
         }
+    }
+    Ok(())
+}
+
+/// `(1/s, ε/s²)` for a row whose largest magnitude `s` exceeds 1, else `(1, ε)`: the factor that
+/// keeps the row's squares finite, and the epsilon that makes the scaled LayerNorm equal the
+/// unscaled one.
+fn overflow_safe_scale(row: impl Iterator<Item = f64>) -> (f64, f64) {
+    let s = row.fold(0.0f64, |m, x| m.max(x.abs()));
+    if s > 1.0 {
+        (1.0 / s, LAYERNORM_EPS / s / s)
+    } else {
+        (1.0, LAYERNORM_EPS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_rows_normalize_like_their_scaled_copies() {
+        let base = [1.0f64, -2.0, 3.5, 0.25];
+        // At these scales ε is negligible: the result is (x − mean)/std of the base row.
+        let mean = base.iter().sum::<f64>() / 4.0;
+        let std = (base.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+        let want: Vec<f64> = base.iter().map(|x| (x - mean) / std).collect();
+        for s in [1e150, 1e200, 1e300] {
+            let row: Vec<f64> = base.iter().map(|x| x * s).collect();
+            let got = layernorm_rows(&row, 4).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.is_finite() && (g - w).abs() < 1e-9,
+                    "scale {s}: {g} vs {w}"
+                );
+            }
+        }
+        let row32: Vec<f32> = base.iter().map(|x| (x * 1e37) as f32).collect();
+        let got32 = layernorm_rows(&row32, 4).unwrap();
+        for (g, w) in got32.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn small_rows_keep_the_epsilon() {
+        // Variance 1e-12 ≪ ε: the output is (x − mean)/√ε, not a unit-variance row.
+        let row = [1e-6f64, -1e-6];
+        let got = layernorm_rows(&row, 2).unwrap();
+        let want = 1e-6 / (1e-12 + LAYERNORM_EPS).sqrt();
+        assert!((got[0] - want).abs() < 1e-15 && (got[1] + want).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_row_length_that_does_not_fit_is_an_error() {
+        assert!(matches!(
+            layernorm_rows(&[1.0f32, 2.0], 0),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(layernorm_rows(&[1.0f32, 2.0, 3.0], 2).is_err());
+        assert_eq!(layernorm_rows::<f32>(&[], 3).unwrap(), Vec::<f32>::new());
     }
 }

@@ -24,6 +24,7 @@ mod kernels;
 mod layernorm;
 mod normalize;
 mod reference;
+mod resources;
 mod simd;
 mod tensor;
 mod validate;
@@ -47,6 +48,10 @@ pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{exact_attention_flops, visible_pairs};
 pub use layernorm::{layernorm_in_place, layernorm_rows};
 pub use reference::reference_attention;
+pub use resources::{
+    check_allocation, check_elements, check_threads, checked_product, default_memory_budget,
+    max_threads, memory_budget, set_memory_budget,
+};
 pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
 pub use validate::{Dims, check_inputs};
 

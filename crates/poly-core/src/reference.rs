@@ -14,6 +14,19 @@ use crate::validate::check_inputs;
 ///
 /// # Errors
 /// The same conditions as [`crate::attention`].
+///
+/// # Example
+/// ```
+/// use poly_core::{AttentionConfig, Tensor, attention, reference_attention};
+/// let x = Tensor::from_vec([1, 1, 3, 2], vec![1.0f32, 0.5, -0.5, 1.0, 0.25, 0.75])?;
+/// let cfg = AttentionConfig::polynomial(3).with_normalization(poly_core::Normalization::None);
+/// let fast = attention(x.view(), x.view(), x.view(), &cfg)?;
+/// let slow = reference_attention(x.view(), x.view(), x.view(), &cfg)?;
+/// for (&a, &b) in fast.as_slice().iter().zip(slow.as_slice()) {
+///     assert!((a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0));
+/// }
+/// # Ok::<(), poly_core::Error>(())
+/// ```
 pub fn reference_attention<T: Element>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
@@ -25,9 +38,9 @@ pub fn reference_attention<T: Element>(
     let mut out = Vec::with_capacity(dims.batch_heads() * dims.n_q * dims.d_v);
     for batch in 0..dims.batch {
         for head in 0..dims.heads {
-            let qs = rows_f64(q.head(batch, head), dims.d, cfg.layernorm);
-            let ks = rows_f64(k.head(batch, head), dims.d, cfg.layernorm);
-            let vs = rows_f64(v.head(batch, head), dims.d_v, false);
+            let qs = rows_f64(q.head(batch, head)?, dims.d, cfg.layernorm);
+            let ks = rows_f64(k.head(batch, head)?, dims.d, cfg.layernorm);
+            let vs = rows_f64(v.head(batch, head)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
                 let visible = dims.visible_keys(cfg.mask, i);
                 debug_assert!(cfg.mask == Mask::Causal || visible == dims.n_k);
@@ -55,10 +68,18 @@ fn rows_f64<T: Element>(data: &[T], dim: usize, layernorm: bool) -> Vec<Vec<f64>
             if !layernorm {
                 return row;
             }
+            // Divide by the largest magnitude first when it exceeds 1, so that squares stay
+            // finite; ε shrinks by the same factor squared (docs/math.md §1).
+            let s = row.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let (row, eps) = if s > 1.0 {
+                (row.iter().map(|x| x / s).collect(), LAYERNORM_EPS / (s * s))
+            } else {
+                (row, LAYERNORM_EPS)
+            };
             let mean = row.iter().sum::<f64>() / dim as f64;
             let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / dim as f64;
             row.iter()
-                .map(|x| (x - mean) / (var + LAYERNORM_EPS).sqrt())
+                .map(|x| (x - mean) / (var + eps).sqrt())
                 .collect()
         })
         .collect()

@@ -47,13 +47,10 @@ impl<T: Copy + Default> Tensor<T> {
     /// A tensor of `T::default()` (zero for floats).
     ///
     /// # Errors
-    /// If the element count overflows `usize`.
+    /// [`Error::ResourceLimit`] if the element count overflows `usize` or the tensor exceeds the
+    /// memory budget ([`crate::memory_budget`]).
     pub fn zeros(shape: Shape) -> Result<Self> {
-        let len = element_count(shape).ok_or(Error::InvalidParameter {
-            name: "shape",
-            value: format!("{shape:?}"),
-            expected: "an element count that fits in usize",
-        })?;
+        let len = crate::resources::check_elements("tensor", &shape, size_of::<T>())?;
         Ok(Tensor {
             shape,
             data: vec![T::default(); len],
@@ -122,11 +119,21 @@ impl<'a, T> TensorRef<'a, T> {
         self.data
     }
     /// Rows of one (batch, head) pair as a `[seq, dim]` row-major slice.
-    pub fn head(&self, batch: usize, head: usize) -> &'a [T] {
-        let [_, heads, seq, dim] = self.shape;
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `batch` or `head` is out of range.
+    pub fn head(&self, batch: usize, head: usize) -> Result<&'a [T]> {
+        let [batches, heads, seq, dim] = self.shape;
+        if batch >= batches || head >= heads {
+            return Err(Error::InvalidParameter {
+                name: "head index",
+                value: format!("(batch {batch}, head {head})"),
+                expected: "batch < shape[0] and head < shape[1]",
+            });
+        }
         let len = seq * dim;
         let start = (batch * heads + head) * len;
-        &self.data[start..start + len]
+        Ok(&self.data[start..start + len])
     }
     /// The multi-index `[batch, head, seq, dim]` of a flat position.
     pub fn unravel(&self, flat: usize) -> [usize; 4] {

@@ -44,6 +44,17 @@ pub enum DataError {
         /// The tensors the file holds.
         found: Vec<String>,
     },
+    /// A file's contents would need more memory than the budget allows.
+    ResourceLimit {
+        /// The file.
+        path: PathBuf,
+        /// What would have been allocated.
+        what: &'static str,
+        /// The bytes it needs.
+        needed_bytes: u64,
+        /// The budget ([`poly_core::memory_budget`]).
+        limit_bytes: u64,
+    },
     /// A data-set or generator parameter is out of its domain.
     InvalidParameter {
         /// The parameter.
@@ -70,6 +81,17 @@ impl fmt::Display for DataError {
                 "{}: shape {shape:?} has rank {}, expected [n, d], [h, n, d] or [b, h, n, d] with no empty axis",
                 path.display(),
                 shape.len()
+            ),
+            DataError::ResourceLimit {
+                path,
+                what,
+                needed_bytes,
+                limit_bytes,
+            } => write!(
+                f,
+                "{}: {what} would need {needed_bytes} bytes, over the memory budget of \
+                 {limit_bytes} bytes (raise it with --max-memory if that is intended)",
+                path.display()
             ),
             DataError::MissingTensor { path, name, found } => write!(
                 f,

@@ -6,10 +6,12 @@
 //! test inputs; [`datasets`] generates the two dataset constructions of the Song–Xu–Yin
 //! experiment (the experiment itself, network to report, is the poly-reproduce crate).
 
+mod atomic;
 pub mod datasets;
 mod error;
 mod loaded;
 mod npy;
+mod npy_header;
 mod safetensors_io;
 pub mod synthetic;
 

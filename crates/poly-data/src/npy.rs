@@ -1,10 +1,12 @@
 //! `.npy` files: float32/float64, either byte order, C or Fortran order, any rank.
 
+use crate::atomic::write_atomically;
 use crate::error::{DataError, Result};
 use crate::loaded::{LoadedTensor, TensorData, fortran_to_c};
-use npyz::{DType, NpyFile, Order, WriterBuilder};
+use crate::npy_header;
+use npyz::{Order, WriterBuilder};
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::Path;
 
 fn format_error(path: &Path, reason: impl std::fmt::Display) -> DataError {
@@ -17,42 +19,142 @@ fn format_error(path: &Path, reason: impl std::fmt::Display) -> DataError {
 /// Reads a float32 or float64 `.npy` file into C order.
 ///
 /// # Errors
-/// A missing file ([`DataError::Io`]), a corrupt header or truncated data ([`DataError::Format`]),
-/// or another element type ([`DataError::UnsupportedDType`]).
+/// A missing file ([`DataError::Io`]); a corrupt, oversized or nested header, a shape whose size
+/// overflows, or data shorter or longer than the shape says ([`DataError::Format`]); data over
+/// the memory budget ([`DataError::ResourceLimit`]); another element type
+/// ([`DataError::UnsupportedDType`]). The header is checked before anything is allocated from it.
+///
+/// # Example
+/// ```
+/// use poly_data::{read_npy, write_npy};
+/// let path = std::env::temp_dir().join(format!("poly_data_doc_{}.npy", std::process::id()));
+/// write_npy(&path, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let loaded = read_npy(&path)?;
+/// assert_eq!(loaded.shape, [2, 3]);
+/// assert_eq!(loaded.to_vec::<f64>(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// let qkv = loaded.to_bhnd::<f32>(&path)?; // as attention input: [1, 1, 2, 3]
+/// assert_eq!(qkv.shape(), [1, 1, 2, 3]);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), poly_data::DataError>(())
+/// ```
 pub fn read_npy(path: &Path) -> Result<LoadedTensor> {
-    let file = File::open(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    let npy = NpyFile::new(BufReader::new(file))
-        .map_err(|e| format_error(path, format!("not a valid .npy file ({e})")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&n| n as usize).collect();
-    let order = npy.order();
-    let descr = match npy.dtype() {
-        DType::Plain(ts) => ts.to_string(),
-        other => format!("{other:?}"),
     };
-    let truncated =
-        |e: std::io::Error| format_error(path, format!("data is truncated or unreadable ({e})"));
-    let data = match &descr[1..] {
-        "f4" => TensorData::F32(reorder(
-            npy.into_vec::<f32>().map_err(truncated)?,
-            &shape,
-            order,
-        )),
-        "f8" => TensorData::F64(reorder(
-            npy.into_vec::<f64>().map_err(truncated)?,
-            &shape,
-            order,
-        )),
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut first = [0u8; 12];
+    let got = read_up_to(&mut file, &mut first).map_err(io)?;
+    let (prefix, header_len) =
+        npy_header::prefix(&first[..got], file_len).map_err(|r| invalid_npy(path, r))?;
+    let mut text = vec![0u8; header_len as usize]; // ≤ MAX_HEADER_BYTES, checked above
+    file.seek(SeekFrom::Start(prefix)).map_err(io)?;
+    file.read_exact(&mut text).map_err(io)?;
+    let header = npy_header::parse(&text, prefix).map_err(|r| invalid_npy(path, r))?;
+    let (little_endian, width) = match header.descr.as_bytes() {
+        [b'<' | b'=', b'f', w @ (b'4' | b'8')] => (true, (w - b'0') as usize),
+        [b'>', b'f', w @ (b'4' | b'8')] => (false, (w - b'0') as usize),
         _ => {
             return Err(DataError::UnsupportedDType {
                 path: path.to_owned(),
-                dtype: descr,
+                dtype: header.descr,
             });
         }
     };
-    Ok(LoadedTensor { shape, data })
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| {
+            format_error(
+                path,
+                format!(
+                    "shape {:?} has more elements than fit in memory",
+                    header.shape
+                ),
+            )
+        })?;
+    let bytes = (count as u64).saturating_mul(width as u64);
+    let available = file_len - header.data_offset;
+    if bytes != available {
+        return Err(format_error(
+            path,
+            format!(
+                "shape {:?} needs {bytes} bytes of data, the file holds {available} (truncated or corrupt)",
+                header.shape
+            ),
+        ));
+    }
+    poly_core::check_allocation("tensor data", count, width)
+        .map_err(|e| resource_error(path, e))?;
+    let mut raw = vec![0u8; bytes as usize];
+    file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
+    file.read_exact(&mut raw).map_err(io)?;
+    let order = if header.fortran_order {
+        Order::Fortran
+    } else {
+        Order::C
+    };
+    let data = if width == 4 {
+        let decode = if little_endian {
+            f32::from_le_bytes
+        } else {
+            f32::from_be_bytes
+        };
+        let values = raw
+            .chunks_exact(4)
+            .map(|b| decode(b.try_into().expect("4 bytes")))
+            .collect();
+        TensorData::F32(reorder(values, &header.shape, order))
+    } else {
+        let decode = if little_endian {
+            f64::from_le_bytes
+        } else {
+            f64::from_be_bytes
+        };
+        let values = raw
+            .chunks_exact(8)
+            .map(|b| decode(b.try_into().expect("8 bytes")))
+            .collect();
+        TensorData::F64(reorder(values, &header.shape, order))
+    };
+    Ok(LoadedTensor {
+        shape: header.shape,
+        data,
+    })
+}
+
+fn invalid_npy(path: &Path, reason: String) -> DataError {
+    format_error(path, format!("not a valid .npy file: {reason}"))
+}
+
+/// Reads as many bytes as the file has, up to `buf.len()`.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn resource_error(path: &Path, e: poly_core::Error) -> DataError {
+    match e {
+        poly_core::Error::ResourceLimit {
+            what,
+            needed_bytes,
+            limit_bytes,
+        } => DataError::ResourceLimit {
+            path: path.to_owned(),
+            what,
+            needed_bytes,
+            limit_bytes,
+        },
+        other => format_error(path, other),
+    }
 }
 
 fn reorder<T: Copy>(data: Vec<T>, shape: &[usize], order: Order) -> Vec<T> {
@@ -62,28 +164,45 @@ fn reorder<T: Copy>(data: Vec<T>, shape: &[usize], order: Order) -> Vec<T> {
     }
 }
 
-/// Writes a C-order `.npy` file of `shape`.
+/// Writes a C-order `.npy` file of `shape`, atomically: a failed write leaves no file behind and
+/// an existing file untouched.
 ///
 /// # Errors
-/// [`DataError::Io`] if the file cannot be written.
+/// [`DataError::InvalidParameter`] if `data` does not hold `product(shape)` elements (checked
+/// before any file is created); [`DataError::Io`] if the file cannot be written.
 pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     path: &Path,
     shape: &[usize],
     data: &[T],
 ) -> Result<()> {
+    check_shape(shape, data.len())?;
     write_npy_in_order(path, shape, data.iter().copied(), Order::C)
+}
+
+/// The data must fill the shape exactly.
+fn check_shape(shape: &[usize], len: usize) -> Result<()> {
+    let count = shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+    if count != Some(len) {
+        return Err(DataError::InvalidParameter {
+            name: "npy data",
+            value: format!("{len} elements for shape {shape:?}"),
+            expected: "exactly product(shape) elements",
+        });
+    }
+    Ok(())
 }
 
 /// Writes a Fortran-order `.npy` file of `shape` from C-order data (for testing that readers
 /// handle both layouts, and for users whose consumers want column-major files).
 ///
 /// # Errors
-/// [`DataError::Io`] if the file cannot be written.
+/// As [`write_npy`].
 pub fn write_npy_fortran<T: npyz::AutoSerialize + Copy>(
     path: &Path,
     shape: &[usize],
     c_order: &[T],
 ) -> Result<()> {
+    check_shape(shape, c_order.len())?;
     // The Fortran layout of a C-order array is the C layout of its reversed-axes transpose.
     let reversed: Vec<usize> = shape.iter().rev().copied().collect();
     write_npy_in_order(
@@ -100,19 +219,15 @@ fn write_npy_in_order<T: npyz::AutoSerialize>(
     stored: impl IntoIterator<Item = T>,
     order: Order,
 ) -> Result<()> {
-    let io = |source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::create(path).map_err(io)?;
     let shape: Vec<u64> = shape.iter().map(|&n| n as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .order(order)
-        .shape(&shape)
-        .writer(BufWriter::new(file))
-        .begin_nd()
-        .map_err(io)?;
-    writer.extend(stored).map_err(io)?;
-    writer.finish().map_err(io)
+    write_atomically(path, |file| {
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .order(order)
+            .shape(&shape)
+            .writer(BufWriter::new(file))
+            .begin_nd()?;
+        writer.extend(stored)?;
+        writer.finish()
+    })
 }

@@ -9,6 +9,18 @@ use std::path::Path;
 ///
 /// # Errors
 /// A missing or corrupt file, a missing tensor (the names found are listed), or another dtype.
+///
+/// # Example
+/// ```
+/// use poly_data::{read_safetensors, write_safetensors_f32};
+/// let path = std::env::temp_dir().join(format!("poly_data_doc_{}.safetensors", std::process::id()));
+/// let x = [0.5f32; 8];
+/// write_safetensors_f32(&path, &[("q", vec![2, 4], &x), ("k", vec![2, 4], &x), ("v", vec![2, 4], &x)])?;
+/// let [q, k, v]: [_; 3] = read_safetensors(&path, &["q", "k", "v"])?.try_into().unwrap();
+/// assert_eq!((q.shape.as_slice(), k.dtype(), v.to_vec::<f32>()), (&[2, 4][..], "f32", x.to_vec()));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), poly_data::DataError>(())
+/// ```
 pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_owned(),
@@ -81,8 +93,5 @@ pub fn write_safetensors_f32(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    std::fs::write(path, out).map_err(|source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::atomic::write_atomically(path, |mut file| std::io::Write::write_all(&mut file, &out))
 }

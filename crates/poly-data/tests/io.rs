@@ -96,3 +96,77 @@ fn safetensors_read_named_tensors_and_report_missing_ones() {
         Err(DataError::Format { .. })
     ));
 }
+
+#[test]
+fn writes_check_the_shape_first_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    for result in [
+        write_npy(&path, &[2, 3], &[1.0f32; 5]),
+        write_npy_fortran(&path, &[2, 3], &[1.0f32; 7]),
+        write_npy(&path, &[usize::MAX, 2], &[1.0f32; 2]),
+    ] {
+        assert!(matches!(result, Err(DataError::InvalidParameter { .. })));
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file, no temporary"
+    );
+    // An existing file survives a failed write.
+    write_npy(&path, &[2], &[1.0f32, 2.0]).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    assert!(write_npy(&path, &[3], &[1.0f32]).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn npy_files_whose_header_lies_are_refused_before_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, header: &str, data: usize| {
+        let path = dir.path().join(name);
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(vec![0u8; data]);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let cases = [
+        // Data shorter, then longer, than the shape says.
+        write(
+            "short.npy",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }",
+            60,
+        ),
+        write(
+            "long.npy",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }",
+            68,
+        ),
+        // A shape whose product wraps to a small number in u64 arithmetic: 2^32 · 2^32 · 2.
+        write(
+            "wraps.npy",
+            "{'descr': '<f8', 'fortran_order': True, 'shape': (4294967296, 4294967296, 2), }",
+            16,
+        ),
+    ];
+    for path in &cases {
+        match read_npy(path) {
+            Err(DataError::Format { reason, .. }) => {
+                assert!(reason.contains("shape"), "{reason}")
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+    let ok = write(
+        "ok.npy",
+        "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }",
+        16,
+    );
+    let t = read_npy(&ok).unwrap();
+    assert_eq!(
+        (t.shape.clone(), t.to_vec::<f32>()),
+        (vec![2, 2], vec![0.0; 4])
+    );
+}

@@ -10,9 +10,32 @@
 use crate::feature_map::{FeatureMap, check_finite};
 use crate::linear::{LinearAttentionConfig, normalize_row};
 use poly_core::primitives::{powi, rank_one_update, weighted_row_sum};
-use poly_core::{Element, Error, Normalization, Result, RowPosition, layernorm_in_place};
+use poly_core::{
+    Element, Error, Normalization, Result, RowPosition, check_elements, layernorm_in_place,
+};
 
 /// The running state of one head, bound to the feature map it was built with.
+///
+/// # Example
+/// Decoding reproduces the block-causal engine token by token:
+/// ```
+/// use poly_core::{Mask, Tensor};
+/// use poly_sketch::{DecodingState, LinearAttentionConfig, PolySketch, SketchScale, linear_attention};
+/// let (n, d) = (6, 4);
+/// let data: Vec<f64> = (0..n * d).map(|i| ((i * 5) % 9) as f64 / 9.0 - 0.3).collect();
+/// let x = Tensor::from_vec([1, 1, n, d], data.clone())?;
+/// let phi = PolySketch::<f64>::new(d, 2, 16, 7, SketchScale::Unbiased)?;
+/// let cfg = LinearAttentionConfig::default().with_mask(Mask::Causal).with_block(4);
+/// let engine = linear_attention(x.view(), x.view(), x.view(), &phi, &cfg)?;
+/// let mut state = DecodingState::new(&phi, d, &cfg)?;
+/// state.prefill(&data[..(n - 1) * d], &data[..(n - 1) * d])?;
+/// let last = &data[(n - 1) * d..];
+/// let y = state.step(last, last, last)?;
+/// for (a, b) in y.iter().zip(&engine.as_slice()[(n - 1) * d..]) {
+///     assert!((a - b).abs() < 1e-9);
+/// }
+/// # Ok::<(), poly_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct DecodingState<'m, T: Element> {
     map: &'m dyn FeatureMap<T>,
@@ -30,9 +53,12 @@ pub struct DecodingState<'m, T: Element> {
     /// Prepared keys and `[v | 1]` rows of the current partial block (mixed variant only).
     partial_keys: Vec<T>,
     partial_values: Vec<T>,
-    /// One token's prepared input and features, reused by every step.
+    /// One token's prepared query (or prefill key) and its features, reused by every step.
     x: Vec<T>,
     features: Vec<T>,
+    /// The stepped token's prepared key and features, held until the step succeeds.
+    key: Vec<T>,
+    key_features: Vec<T>,
     y: Vec<T>,
     /// `[v | 1]` of the token being absorbed.
     c: Vec<T>,
@@ -81,6 +107,12 @@ impl<'m, T: Element> DecodingState<'m, T> {
             ));
         }
         let (d, m) = (map.input_dim(), map.feature_dim());
+        let width = d_v.checked_add(1).ok_or(Error::ResourceLimit {
+            what: "decoding state",
+            needed_bytes: u64::MAX,
+            limit_bytes: poly_core::memory_budget(),
+        })?;
+        check_elements("decoding state", &[m, width], size_of::<T>())?;
         Ok(DecodingState {
             map,
             d,
@@ -95,7 +127,9 @@ impl<'m, T: Element> DecodingState<'m, T> {
             partial_keys: Vec::new(),
             partial_values: Vec::new(),
             x: vec![T::ZERO; d],
+            key: vec![T::ZERO; d],
             features: vec![T::ZERO; m],
+            key_features: vec![T::ZERO; m],
             y: vec![T::ZERO; d_v + 1],
             c: {
                 let mut c = vec![T::ZERO; d_v + 1];
@@ -169,34 +203,53 @@ impl<'m, T: Element> DecodingState<'m, T> {
         check_finite(q, self.d, "decoding query")?;
         check_finite(k, self.d, "decoding key")?;
         check_finite(v, self.d_v, "decoding value")?;
-        // Local tokens (mixed variant) stay raw until their block closes, so read before folding.
-        let closes_block = self.absorb_partial(k, v);
+        // Transactional: the output is computed from the state *plus* the new token without
+        // changing either; only a step that succeeds absorbs its token.
+        self.prepare(k, false);
+        std::mem::swap(&mut self.x, &mut self.key);
+        self.c[..self.d_v].copy_from_slice(v);
+        if self.local.is_none() {
+            self.map.map_keys_into(&self.key, &mut self.key_features);
+        }
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
         weighted_row_sum(&mut self.y, &self.features, &self.state);
-        if let Some((degree, _)) = self.local {
-            let key_rows = self.partial_keys.chunks_exact(self.d);
-            for (key, c) in key_rows.zip(self.partial_values.chunks_exact(self.d_v + 1)) {
-                let s = self
-                    .x
-                    .iter()
-                    .zip(key)
-                    .fold(T::ZERO, |acc, (&a, &b)| acc + a * b);
-                axpy(&mut self.y, powi(s, degree), c);
+        match self.local {
+            None => {
+                let s = dot(&self.features, &self.key_features);
+                axpy(&mut self.y, s, &self.c);
+            }
+            Some((degree, _)) => {
+                // Local tokens (mixed variant) stay raw until their block closes.
+                let key_rows = self.partial_keys.chunks_exact(self.d);
+                for (key, c) in key_rows.zip(self.partial_values.chunks_exact(self.d_v + 1)) {
+                    axpy(&mut self.y, powi(dot(&self.x, key), degree), c);
+                }
+                axpy(&mut self.y, powi(dot(&self.x, &self.key), degree), &self.c);
             }
         }
-        if closes_block {
-            self.fold_partial();
+        let at = RowPosition::new(0, 0, self.tokens);
+        normalize_row(&self.y, self.normalization, at, out)?;
+        self.tokens += 1;
+        match self.local {
+            None => rank_one_update(&mut self.state, &self.key_features, &self.c),
+            Some((_, block)) => {
+                self.partial_keys.extend_from_slice(&self.key);
+                self.partial_values.extend_from_slice(&self.c);
+                if self.tokens.is_multiple_of(block) {
+                    self.fold_partial();
+                }
+            }
         }
-        let at = RowPosition::new(0, 0, self.tokens - 1);
-        normalize_row(&self.y, self.normalization, at, out)
+        Ok(())
     }
 
     /// Applies LayerNorm (and the scale, for queries) to one row into `self.x`.
     fn prepare(&mut self, row: &[T], is_query: bool) {
         self.x.copy_from_slice(row);
         if self.layernorm {
-            layernorm_in_place(&mut self.x, self.d);
+            layernorm_in_place(&mut self.x, self.d)
+                .expect("one row of the validated dimension d ≥ 1");
         }
         if let (true, Some(s)) = (is_query, self.scale) {
             self.x.iter_mut().for_each(|x| *x *= s);
@@ -252,6 +305,11 @@ impl<'m, T: Element> DecodingState<'m, T> {
     pub fn feature_dim(&self) -> usize {
         self.m
     }
+}
+
+/// `Σ a_i b_i` over the common length.
+fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).fold(T::ZERO, |acc, (&x, &y)| acc + x * y)
 }
 
 /// `y += a · x` over the common length.

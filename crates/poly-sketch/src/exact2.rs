@@ -1,7 +1,7 @@
 //! Exact degree-2 features: `φ(x) = x ⊗ x`, packed to `d(d+1)/2` coordinates (docs/math.md §3.6).
 
 use crate::feature_map::FeatureMap;
-use poly_core::Element;
+use poly_core::{Element, Error, Result, checked_product};
 
 /// `φ(x)` holds `x_i²` and `√2·x_i·x_j` for `i < j`, so `⟨φ(x), φ(y)⟩ = (x·y)²` exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,8 +11,20 @@ pub struct ExactDegree2 {
 
 impl ExactDegree2 {
     /// The map for inputs of dimension `d`.
-    pub fn new(d: usize) -> Self {
-        ExactDegree2 { d }
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for `d = 0`; [`Error::ResourceLimit`] when `d(d+1)/2`
+    /// overflows.
+    pub fn new(d: usize) -> Result<Self> {
+        if d == 0 {
+            return Err(Error::InvalidParameter {
+                name: "input dimension",
+                value: "0".into(),
+                expected: "d ≥ 1",
+            });
+        }
+        checked_product("exact degree-2 features", &[d, d.saturating_add(1)])?;
+        Ok(ExactDegree2 { d })
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::gemm_abt;
 use poly_core::primitives::{exp_in_place, row_max};
-use poly_core::{Element, Result};
+use poly_core::{Element, Result, check_elements};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
@@ -39,6 +39,8 @@ impl<T: Element> Favor<T> {
     /// `d = 0` or `m = 0`.
     pub fn new(d: usize, m: usize, seed: u64) -> Result<Self> {
         crate::polysketch::check_sketch_parameters(d, 1, m)?;
+        // m projection rows of length d, drawn in orthogonal blocks of d × d.
+        check_elements("FAVOR+ projections", &[m.max(d), d], 8)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut gaussian = || rng.sample::<f64, _>(StandardNormal);
         let mut rows: Vec<Vec<f64>> = Vec::with_capacity(m);

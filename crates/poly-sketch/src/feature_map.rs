@@ -1,7 +1,7 @@
 //! The feature-map abstraction shared by every sketch.
 
 use poly_core::primitives::first_non_finite;
-use poly_core::{Element, Error, Result};
+use poly_core::{Element, Error, Result, check_elements};
 
 /// A map `φ: R^d → R^m` applied row by row, the same (same random draw) for queries and keys.
 pub trait FeatureMap<T: Element>: Send + Sync {
@@ -61,9 +61,17 @@ pub trait FeatureMap<T: Element>: Send + Sync {
             });
         }
         check_finite(x, d, "feature-map input")?;
-        check_feature_memory(x.len() / d, self.feature_dim(), size_of::<T>())?;
-        let mut out = vec![T::ZERO; x.len() / d * self.feature_dim()];
+        let m = self.feature_dim();
+        check_elements("feature matrix", &[x.len() / d, m], size_of::<T>())?;
+        let mut out = vec![T::ZERO; x.len() / d * m];
         self.map_into(x, &mut out);
+        // A finite input can still overflow (|x| = 1e20 in f32 at degree 4): refuse it as the
+        // engines refuse non-finite scores, naming the row.
+        check_finite(
+            &out,
+            m,
+            "feature value (the input is too large for this map: LayerNorm or scale it)",
+        )?;
         Ok(out)
     }
 }
@@ -81,21 +89,6 @@ pub(crate) fn check_finite<T: Element>(data: &[T], dim: usize, name: &'static st
                 i % dim
             ),
             expected: "finite values",
-        }),
-    }
-}
-
-/// The most memory a feature buffer may take: larger requests are errors, not aborts.
-pub const MAX_FEATURE_BYTES: usize = 8 << 30;
-
-/// An error if `rows × m` features of `bytes` each would exceed [`MAX_FEATURE_BYTES`].
-pub(crate) fn check_feature_memory(rows: usize, m: usize, bytes: usize) -> Result<()> {
-    match rows.checked_mul(m).and_then(|x| x.checked_mul(bytes)) {
-        Some(total) if total <= MAX_FEATURE_BYTES => Ok(()),
-        _ => Err(Error::InvalidParameter {
-            name: "feature dimension",
-            value: format!("{rows} rows × {m} features × {bytes} bytes"),
-            expected: "feature buffers of at most 8 GiB (reduce --sketch-dim, the block or d)",
         }),
     }
 }

@@ -31,7 +31,7 @@ mod tensorsketch;
 pub use decoding::DecodingState;
 pub use exact2::ExactDegree2;
 pub use favor::Favor;
-pub use feature_map::{FeatureMap, MAX_FEATURE_BYTES};
+pub use feature_map::FeatureMap;
 pub use linear::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 pub use maclaurin::RandomMaclaurin;
 pub use polysketch::{PolySketch, SketchScale};

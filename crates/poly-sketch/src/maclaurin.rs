@@ -5,7 +5,7 @@
 
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::gemm_ab;
-use poly_core::{Element, Result};
+use poly_core::{Element, Result, check_elements};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -26,6 +26,11 @@ impl<T: Element> RandomMaclaurin<T> {
     /// Degree 0, `d = 0` or size 0.
     pub fn new(d: usize, degree: u32, size: usize, seed: u64) -> Result<Self> {
         crate::polysketch::check_sketch_parameters(d, degree, size)?;
+        check_elements(
+            "RandomMaclaurin projections",
+            &[degree as usize, d, size],
+            size_of::<T>(),
+        )?;
         let mut rng = StdRng::seed_from_u64(seed);
         let signs = (0..degree)
             .map(|_| {

@@ -8,7 +8,7 @@
 
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::gemm_ab;
-use poly_core::{Element, Error, Result};
+use poly_core::{Element, Error, Result, check_allocation, checked_product};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
@@ -46,6 +46,18 @@ pub(crate) fn check_sketch_parameters(d: usize, degree: u32, size: usize) -> Res
     Ok(())
 }
 
+/// Leaves of the tree for `degree`: the next power of two (the surplus leaves hold e₁).
+fn tree_leaves(degree: u32) -> Result<usize> {
+    degree
+        .checked_next_power_of_two()
+        .map(|leaves| leaves as usize)
+        .ok_or(Error::InvalidParameter {
+            name: "degree",
+            value: degree.to_string(),
+            expected: "a degree ≤ 2^31 (the sketch tree has the next power of two as leaves)",
+        })
+}
+
 /// One internal node: the Gaussian matrices applied to its left and right children.
 #[derive(Clone, Debug)]
 struct Node<T> {
@@ -71,7 +83,19 @@ impl<T: Element> PolySketch<T> {
     /// Degree 0, `d = 0` or sketch size 0.
     pub fn new(d: usize, degree: u32, r: usize, seed: u64, scale: SketchScale) -> Result<Self> {
         check_sketch_parameters(d, degree, r)?;
-        let leaves = degree.next_power_of_two() as usize;
+        let leaves = tree_leaves(degree)?;
+        // Level 1 holds `leaves` matrices d × r, the levels above `leaves − 2` matrices r × r.
+        let elements = checked_product("PolySketch matrices", &[leaves, d, r])?
+            .checked_add(checked_product(
+                "PolySketch matrices",
+                &[leaves.saturating_sub(2), r, r],
+            )?)
+            .ok_or(Error::ResourceLimit {
+                what: "PolySketch matrices",
+                needed_bytes: u64::MAX,
+                limit_bytes: poly_core::memory_budget(),
+            })?;
+        check_allocation("PolySketch matrices", elements, size_of::<T>())?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut gaussian = |rows: usize| -> Vec<T> {
             (0..rows * r)

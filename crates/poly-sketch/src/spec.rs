@@ -106,16 +106,7 @@ impl MapSpec {
             MapKind::TensorSketch => Box::new(TensorSketch::<T>::new(d, degree, r, seed)?),
             MapKind::RandomMaclaurin => Box::new(RandomMaclaurin::<T>::new(d, degree, r, seed)?),
             MapKind::Favor => Box::new(Favor::<T>::new(d, r, seed)?),
-            MapKind::Exact2 if degree == 2 => {
-                if d == 0 {
-                    return Err(Error::InvalidParameter {
-                        name: "input dimension",
-                        value: "0".into(),
-                        expected: "d ≥ 1",
-                    });
-                }
-                Box::new(ExactDegree2::new(d))
-            }
+            MapKind::Exact2 if degree == 2 => Box::new(ExactDegree2::new(d)?),
             MapKind::Exact2 => {
                 return Err(Error::InvalidParameter {
                     name: "degree",

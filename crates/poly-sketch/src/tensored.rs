@@ -26,7 +26,7 @@ impl<T: Element> SelfTensoredSketch<T> {
             });
         }
         let inner = PolySketch::new(d, degree / 2, r, seed, scale)?;
-        let pack = ExactDegree2::new(FeatureMap::<T>::feature_dim(&inner));
+        let pack = ExactDegree2::new(FeatureMap::<T>::feature_dim(&inner))?;
         Ok(SelfTensoredSketch { inner, pack })
     }
 

@@ -4,7 +4,7 @@
 //! `E⟨φ(x), φ(y)⟩ = (x·y)^p`. Costs `O(p(d + D log D))` per row; the real-FFT plans are built once.
 
 use crate::feature_map::FeatureMap;
-use poly_core::{Element, Result};
+use poly_core::{Element, Result, check_elements};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use realfft::num_complex::Complex;
@@ -58,6 +58,9 @@ impl<T: Element> TensorSketch<T> {
     /// Degree 0, `d = 0` or size 0.
     pub fn new(d: usize, degree: u32, size: usize, seed: u64) -> Result<Self> {
         crate::polysketch::check_sketch_parameters(d, degree, size)?;
+        // p hashes and signs of length d; per mapped row, p + 1 spectra of D/2 + 1 complex values.
+        check_elements("TensorSketch hashes", &[degree as usize, d], 16)?;
+        check_elements("TensorSketch spectra", &[degree as usize + 1, size, 2], 8)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let sketches = (0..degree)
             .map(|_| CountSketch {

@@ -1,6 +1,7 @@
 //! The `polyattn` command: attention on your own `.npy` / `.safetensors` tensors.
 //!
-//! Exit codes: 0 success, 2 bad input or usage (one line `error: ...` on stderr), 1 internal failure.
+//! Exit codes: 0 success, 2 bad input or usage (`error: ...` on stderr; usage errors add clap's
+//! usage lines), 1 internal failure.
 
 mod cli;
 
@@ -12,22 +13,9 @@ fn main() {
         eprintln!("error: internal failure: {info}");
         std::process::exit(1);
     }));
-    let args = match cli::Cli::try_parse() {
-        Ok(args) => args,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // The contract is one line `error: ...`; clap's usage lines and tips follow it.
-            let rendered = e.to_string();
-            eprintln!(
-                "{}",
-                rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("error: invalid arguments")
-            );
-            std::process::exit(2);
-        }
-    };
+    // clap's whole message: `error: ...`, then what was missing, the valid values or a "did you
+    // mean", and the usage line; exit code 2 (0 for --help and --version).
+    let args = cli::Cli::try_parse().unwrap_or_else(|e| e.exit());
     if let Err(e) = cli::run(args) {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());

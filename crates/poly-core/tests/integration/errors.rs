@@ -244,3 +244,58 @@ fn row_errors_carry_their_batch_and_head() {
         Error::AllScoresZero { at }
     );
 }
+
+#[test]
+fn head_views_out_of_range_are_errors() {
+    let t = Tensor::from_vec([2, 3, 4, 5], vec![0.0f32; 120]).unwrap();
+    assert_eq!(t.view().head(1, 2).unwrap().len(), 20);
+    for (b, h) in [(2, 0), (0, 3), (usize::MAX, usize::MAX)] {
+        assert!(matches!(
+            t.view().head(b, h),
+            Err(Error::InvalidParameter {
+                name: "head index",
+                ..
+            })
+        ));
+    }
+}
+
+#[test]
+fn tensors_beyond_the_budget_are_refused_before_allocation() {
+    // 2^60 elements, and a shape whose element count overflows usize.
+    assert!(matches!(
+        Tensor::<f32>::zeros([1 << 20, 1 << 20, 1 << 20, 1]),
+        Err(Error::ResourceLimit { what: "tensor", .. })
+    ));
+    assert!(matches!(
+        Tensor::<f64>::zeros([usize::MAX, 2, 1, 1]),
+        Err(Error::ResourceLimit {
+            needed_bytes: u64::MAX,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_output_far_larger_than_the_inputs_is_refused() {
+    // 800 KB of input (q: 100 000 × 1, k: 1 × 1, v: 1 × 100 000) asking for a 40 GB output.
+    let q = Tensor::from_vec([1, 1, 100_000, 1], vec![0.5f32; 100_000]).unwrap();
+    let k = Tensor::from_vec([1, 1, 1, 1], vec![0.5f32]).unwrap();
+    let v = Tensor::from_vec([1, 1, 1, 100_000], vec![0.5f32; 100_000]).unwrap();
+    let budget = poly_core::memory_budget();
+    if budget < 40_000_000_000 {
+        assert!(matches!(
+            poly_core::attention(
+                q.view(),
+                k.view(),
+                v.view(),
+                &AttentionConfig::polynomial(2)
+            ),
+            Err(Error::ResourceLimit {
+                what: "attention output",
+                needed_bytes: 40_000_000_000,
+                ..
+            })
+        ));
+    }
+}

@@ -94,7 +94,7 @@ impl<T: Element> Head<'_, T> {
         let dst = &mut dst[..rows * self.d];
         dst.copy_from_slice(&x[start * self.d..(start + rows) * self.d]);
         if self.cfg.layernorm {
-            layernorm_in_place(dst, self.d);
+            layernorm_in_place(dst, self.d).expect("rows of the validated head dimension d ≥ 1");
         }
         if let (true, Some(s)) = (is_query, self.cfg.scale) {
             let s = T::from_f64(s);

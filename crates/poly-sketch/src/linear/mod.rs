@@ -16,10 +16,10 @@
 mod block;
 mod scan;
 
-use crate::feature_map::{FeatureMap, check_feature_memory};
+use crate::feature_map::FeatureMap;
 use poly_core::{
     AttentionConfig, Dims, Element, Error, Mask, Normalization, Result, RowPosition, Tensor,
-    TensorRef, Threads, check_inputs, run_with_threads,
+    TensorRef, Threads, check_elements, check_inputs, run_with_threads,
 };
 
 /// Configuration of [`linear_attention`].
@@ -141,8 +141,28 @@ pub fn linear_attention_flops<T: Element>(
 /// The input errors of exact attention (shapes, empty axes, non-finite values); block size 0;
 /// a map whose input dimension is not the head dimension; causal masks with `n_q ≠ n_k`; the mixed
 /// variant without a causal mask or with a non-polynomial map; a map that needs `Sum`
-/// normalization under another one; buffers beyond [`crate::MAX_FEATURE_BYTES`]; a zero or
+/// normalization under another one; buffers beyond the memory budget ([`poly_core::memory_budget`]); a zero or
 /// non-finite normalizer; a non-finite output.
+///
+/// # Example
+/// With exact degree-2 features, linear attention *is* degree-2 attention:
+/// ```
+/// use poly_core::{AttentionConfig, Mask, Normalization, Tensor, attention};
+/// use poly_sketch::{ExactDegree2, LinearAttentionConfig, linear_attention};
+/// let data: Vec<f64> = (0..2 * 5 * 3).map(|i| ((i * 7) % 11) as f64 / 11.0 - 0.4).collect();
+/// let x = Tensor::from_vec([1, 2, 5, 3], data)?;
+/// let cfg = LinearAttentionConfig::default()
+///     .with_mask(Mask::Causal)
+///     .with_block(2)
+///     .with_normalization(Normalization::Sum);
+/// let linear = linear_attention(x.view(), x.view(), x.view(), &ExactDegree2::new(3)?, &cfg)?;
+/// let exact_cfg = AttentionConfig::polynomial(2).with_mask(Mask::Causal);
+/// let exact = attention(x.view(), x.view(), x.view(), &exact_cfg)?;
+/// for (a, b) in linear.as_slice().iter().zip(exact.as_slice()) {
+///     assert!((a - b).abs() < 1e-12);
+/// }
+/// # Ok::<(), poly_core::Error>(())
+/// ```
 pub fn linear_attention<T: Element>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
@@ -151,6 +171,9 @@ pub fn linear_attention<T: Element>(
     cfg: &LinearAttentionConfig,
 ) -> Result<Tensor<T>> {
     let dims = validate(&q, &k, &v, map, cfg)?;
+    // A block longer than the sequence is one block covering it: the same result, and no buffer
+    // sized by a block the data never fills.
+    let cfg = &cfg.with_block(cfg.block.min(dims.n_q.max(dims.n_k)));
     let mut out = Tensor::zeros(dims.output_shape())?;
     let problem = scan::Problem {
         q: q.as_slice(),
@@ -248,8 +271,15 @@ fn validate<T: Element>(
     }
     let m = map.feature_dim();
     let block = cfg.block.min(dims.n_q.max(dims.n_k));
-    check_feature_memory(block, m, size_of::<T>())?;
-    check_feature_memory(m * (dims.d_v + 1), scan::CHUNKS + 3, size_of::<T>())?;
+    // Per task: features, values and local weights of one block; per head: the chunk states.
+    check_elements("block features", &[block, m, 2], size_of::<T>())?;
+    check_elements("block weights", &[block, block], size_of::<T>())?;
+    check_elements(
+        "linear-attention states",
+        &[m, dims.d_v + 1, scan::CHUNKS + 3],
+        size_of::<T>(),
+    )?;
+    check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     Ok(dims)
 }
 

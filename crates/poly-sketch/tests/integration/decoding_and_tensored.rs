@@ -137,3 +137,70 @@ fn non_finite_inputs_are_errors_not_nan_features() {
     );
     assert!(state.is_empty());
 }
+
+/// A step that fails leaves the state exactly as it was: the next steps give bit for bit what a
+/// state that never saw the failed token gives. Both the plain and the mixed variant.
+#[test]
+fn a_failed_step_absorbs_nothing() {
+    let d = 2;
+    let map = poly_sketch::ExactDegree2::new(d).unwrap();
+    for local_exact in [false, true] {
+        let cfg = LinearAttentionConfig::default()
+            .with_mask(Mask::Causal)
+            .with_block(3)
+            .with_local_exact(local_exact)
+            .with_normalization(Normalization::None);
+        let mut state = DecodingState::<f32>::new(&map, 1, &cfg).unwrap();
+        let prompt: Vec<f32> = random_vec(3, 4 * d).iter().map(|&x| x as f32).collect();
+        state.prefill(&prompt, &[0.5, -1.0, 2.0, 0.25]).unwrap();
+        let mut untouched = state.clone();
+        // (q·k)² with q = k = 1e19·(1, 1) is ~1e77: the output overflows f32.
+        let huge = [1e19f32, 1e19];
+        assert!(state.step(&huge, &huge, &[1.0]).is_err());
+        assert_eq!(state.len(), untouched.len());
+        for t in 0..5 {
+            let x: Vec<f32> = random_vec(10 + t, d).iter().map(|&x| x as f32).collect();
+            let (a, b) = (
+                state.step(&x, &x, &[t as f32]),
+                untouched.step(&x, &x, &[t as f32]),
+            );
+            assert_eq!(
+                a.unwrap()[0].to_bits(),
+                b.unwrap()[0].to_bits(),
+                "{local_exact} {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sizes_beyond_the_machine_are_errors_not_aborts() {
+    let map = PolySketch::<f32>::new(4, 2, 8, 0, SketchScale::Unbiased).unwrap();
+    let cfg = LinearAttentionConfig::default();
+    assert!(matches!(
+        DecodingState::new(&map, usize::MAX, &cfg),
+        Err(poly_core::Error::ResourceLimit {
+            what: "decoding state",
+            ..
+        })
+    ));
+    assert!(matches!(
+        DecodingState::new(&map, 1 << 50, &cfg),
+        Err(poly_core::Error::ResourceLimit { .. })
+    ));
+    for degree in [3_000_000_001u32, u32::MAX] {
+        assert!(PolySketch::<f32>::new(4, degree, 8, 0, SketchScale::Unbiased).is_err());
+    }
+    assert!(matches!(
+        PolySketch::<f32>::new(64, 4, 1_000_000_000, 0, SketchScale::Unbiased),
+        Err(poly_core::Error::ResourceLimit {
+            what: "PolySketch matrices",
+            ..
+        })
+    ));
+    assert!(poly_sketch::TensorSketch::<f32>::new(64, 1_000_000_000, 8, 0).is_err());
+    assert!(poly_sketch::RandomMaclaurin::<f32>::new(64, 1_000_000, 256, 0).is_err());
+    assert!(poly_sketch::Favor::<f32>::new(64, 1 << 40, 0).is_err());
+    assert!(poly_sketch::ExactDegree2::new(0).is_err());
+    assert!(poly_sketch::ExactDegree2::new(usize::MAX).is_err());
+}

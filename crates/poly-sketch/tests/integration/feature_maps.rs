@@ -39,7 +39,7 @@ fn pair(d: usize, c: f64) -> (Vec<f64>, Vec<f64>) {
 fn exact_degree2_features_reproduce_the_kernel() {
     for d in [1, 2, 5, 16] {
         let (x, y) = (random_vec(d as u64, d), random_vec(d as u64 + 100, d));
-        let map = ExactDegree2::new(d);
+        let map = ExactDegree2::new(d).unwrap();
         assert_eq!(FeatureMap::<f64>::feature_dim(&map), d * (d + 1) / 2);
         let fx = map.map_rows(&x).unwrap();
         let fy = map.map_rows(&y).unwrap();

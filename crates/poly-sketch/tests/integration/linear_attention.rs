@@ -172,7 +172,7 @@ fn exact_degree2_features_give_exact_degree2_attention() {
         random::<f64>(5, [1, 3, 90, 5]),
         random::<f64>(6, [1, 3, 90, 4]),
     );
-    let map = ExactDegree2::new(5);
+    let map = ExactDegree2::new(5).unwrap();
     for mask in [Mask::None, Mask::Causal] {
         for normalization in [
             Normalization::Sum,
@@ -330,7 +330,7 @@ fn bad_inputs_are_errors() {
         random::<f64>(13, [1, 1, 12, 4]),
         random::<f64>(14, [1, 1, 12, 2]),
     );
-    let map = ExactDegree2::new(4);
+    let map = ExactDegree2::new(4).unwrap();
     let causal = LinearAttentionConfig::default().with_mask(Mask::Causal);
     assert!(matches!(
         linear_attention(q.view(), k.view(), v.view(), &map, &causal),
@@ -341,7 +341,7 @@ fn bad_inputs_are_errors() {
         linear_attention(q.view(), k.view(), v.view(), &map, &zero_block),
         Err(Error::InvalidParameter { name: "block", .. })
     ));
-    let wrong = ExactDegree2::new(3);
+    let wrong = ExactDegree2::new(3).unwrap();
     assert!(
         linear_attention(
             q.view(),
@@ -408,10 +408,10 @@ fn bad_inputs_are_errors() {
             ..
         })
     ));
-    // Features beyond the memory cap are refused before anything is allocated: exact degree-2
+    // Features beyond the memory budget are refused before anything is allocated: exact degree-2
     // features of d = 70 000 would take 2.45e9 values per row.
     let d = 70_000;
-    let wide = ExactDegree2::new(d);
+    let wide = ExactDegree2::new(d).unwrap();
     let row = random::<f64>(18, [1, 1, 1, d]);
     let value = random::<f64>(19, [1, 1, 1, 2]);
     assert!(matches!(
@@ -422,15 +422,15 @@ fn bad_inputs_are_errors() {
             &wide,
             &LinearAttentionConfig::default()
         ),
-        Err(Error::InvalidParameter {
-            name: "feature dimension",
+        Err(Error::ResourceLimit {
+            what: "block features",
             ..
         })
     ));
     assert!(matches!(
         FeatureMap::<f64>::map_rows(&wide, row.as_slice()),
-        Err(Error::InvalidParameter {
-            name: "feature dimension",
+        Err(Error::ResourceLimit {
+            what: "feature matrix",
             ..
         })
     ));
@@ -443,7 +443,7 @@ fn scale_and_layernorm_match_the_exact_engine() {
         random::<f64>(17, [2, 1, 70, 4]),
         random::<f64>(18, [2, 1, 70, 3]),
     );
-    let map = ExactDegree2::new(4);
+    let map = ExactDegree2::new(4).unwrap();
     for mask in [Mask::None, Mask::Causal] {
         let cfg = LinearAttentionConfig::default()
             .with_mask(mask)

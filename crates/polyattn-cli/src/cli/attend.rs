@@ -37,16 +37,40 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
+/// The one message for a flag that the chosen kernel or input mode ignores.
+pub(super) fn does_not_apply(flag: &str, context: &str) -> CliError {
+    usage(format!("{flag} does not apply to {context}: remove it"))
+}
+
 /// The computation the flags describe, validated before any file is read.
 fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     let threads = match args.threads {
         None => Threads::Global,
-        Some(n) => Threads::Exact(
-            NonZeroUsize::new(n).ok_or_else(|| usage("--threads must be at least 1"))?,
-        ),
+        Some(n) => {
+            poly_core::check_threads(n).map_err(|_| {
+                usage(format!(
+                    "--threads {n} is more than this machine can use (at most {})",
+                    poly_core::max_threads()
+                ))
+            })?;
+            Threads::Exact(
+                NonZeroUsize::new(n).ok_or_else(|| usage("--threads must be at least 1"))?,
+            )
+        }
     };
-    if args.repeat == Some(0) {
-        return Err(usage("--repeat must be at least 1"));
+    match args.repeat {
+        Some(0) => return Err(usage("--repeat must be at least 1")),
+        // One f64 per timed run, plus the warm-up.
+        Some(n) => {
+            poly_core::check_allocation("the timings of --repeat", n.saturating_add(1), 8)?;
+        }
+        None => {}
+    }
+    if args.norm_bias.is_some() && args.norm != NormArg::OnePlusSum {
+        return Err(does_not_apply(
+            "--norm-bias",
+            "a normalization other than one-plus-sum",
+        ));
     }
     let mask = if args.causal {
         Mask::Causal
@@ -55,7 +79,7 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     };
     let normalization = match args.norm {
         NormArg::Sum => Normalization::Sum,
-        NormArg::OnePlusSum => Normalization::OnePlusSum(args.norm_bias),
+        NormArg::OnePlusSum => Normalization::OnePlusSum(args.norm_bias.unwrap_or(1.0)),
         NormArg::None => Normalization::None,
     };
     let exact_kernel = match args.kernel {
@@ -82,7 +106,13 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
             ("--local-exact", args.local_exact),
         ];
         if let Some((flag, _)) = sketch_flags.iter().find(|(_, given)| *given) {
-            return Err(usage(format!("{flag} only applies to sketched kernels")));
+            return Err(does_not_apply(
+                flag,
+                "the exact kernels (it only applies to sketched kernels)",
+            ));
+        }
+        if args.kernel == KernelArg::Softmax && args.params.degree.is_some() {
+            return Err(does_not_apply("--degree", "--kernel softmax"));
         }
         return Ok(Plan::Exact(cfg));
     }

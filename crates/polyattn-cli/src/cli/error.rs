@@ -30,6 +30,17 @@ impl fmt::Display for CliError {
         match self {
             CliError::Usage(msg) => f.write_str(msg),
             CliError::Data(e) => write!(f, "{e}"),
+            // The library's hint names its types; here it names the flags.
+            CliError::Attention(poly_core::Error::IllConditionedNormalizer {
+                at,
+                ratio,
+                tolerance,
+            }) => write!(
+                f,
+                "{at}: normalizer is ill-conditioned (|sum w| / sum |w| = {ratio:.3e} < \
+                 {tolerance:.0e}); odd degrees give signed weights that cancel: use an even \
+                 --degree, or --norm one-plus-sum / --norm none"
+            ),
             CliError::Attention(e) => write!(f, "{e}"),
             CliError::Output(msg) => f.write_str(msg),
         }

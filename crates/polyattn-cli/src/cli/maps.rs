@@ -33,19 +33,28 @@ pub fn map_spec(kind: KernelArg, params: &KernelParams) -> Result<MapSpec, CliEr
     match kind {
         MapKind::Exact2 => {
             if let Some(d) = degree.filter(|&d| d != 2) {
-                return usage(format!(
-                    "exact2 features are exactly degree 2, not --degree {d}"
+                return Err(super::attend::does_not_apply(
+                    &format!("--degree {d}"),
+                    "exact2, whose features are exactly degree 2",
                 ));
             }
-            if sketch_dim.is_some() || seed.is_some() {
-                return usage(
-                    "exact2 features are deterministic: --sketch-dim and --seed do not apply"
-                        .into(),
-                );
+            for (flag, given) in [
+                ("--sketch-dim", sketch_dim.is_some()),
+                ("--seed", seed.is_some()),
+            ] {
+                if given {
+                    return Err(super::attend::does_not_apply(
+                        flag,
+                        "exact2, whose features are deterministic",
+                    ));
+                }
             }
         }
         MapKind::Favor if degree.is_some() => {
-            return usage("favor approximates softmax: --degree does not apply".into());
+            return Err(super::attend::does_not_apply(
+                "--degree",
+                "favor, which approximates softmax",
+            ));
         }
         _ => {}
     }

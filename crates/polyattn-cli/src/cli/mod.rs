@@ -21,6 +21,35 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Largest single buffer the run may allocate from input sizes (bytes, or with a K, M, G or T
+    /// suffix; default: half of physical memory). Outputs, feature matrices, sketches and file
+    /// contents over it are refused before they are allocated.
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+}
+
+/// `4096`, `512K`, `64M`, `2G`, `1T` (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown unit {c:?}: use K, M, G or T")),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 4096, 512M, 2G)"))?;
+    n.checked_mul(1u64 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{text:?}: expected 1 byte to 16 EiB"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,10 +156,10 @@ pub struct AttendArgs {
     #[arg(long, value_name = "Q.npy", requires_all = ["k", "v"], conflicts_with = "input")]
     pub q: Option<PathBuf>,
     /// Keys: .npy, same leading dimensions and head dim as q.
-    #[arg(long, value_name = "K.npy")]
+    #[arg(long, value_name = "K.npy", conflicts_with = "input")]
     pub k: Option<PathBuf>,
     /// Values: .npy, same leading dimensions and length as k.
-    #[arg(long, value_name = "V.npy")]
+    #[arg(long, value_name = "V.npy", conflicts_with = "input")]
     pub v: Option<PathBuf>,
     /// One .safetensors file holding tensors q, k and v (instead of --q/--k/--v).
     #[arg(long, value_name = "FILE")]
@@ -144,9 +173,10 @@ pub struct AttendArgs {
     pub params: KernelParams,
     #[arg(long, value_enum, default_value_t = NormArg::Sum)]
     pub norm: NormArg,
-    /// The constant c of one-plus-sum: o = Σ w v / (c + Σ w).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub norm_bias: f64,
+    /// The constant c of one-plus-sum: o = Σ w v / (c + Σ w) (default 1; only with
+    /// --norm one-plus-sum).
+    #[arg(long, allow_negative_numbers = true)]
+    pub norm_bias: Option<f64>,
     /// Multiplies q·k (default 1 for poly, 1/sqrt(d) for softmax).
     #[arg(long, allow_negative_numbers = true)]
     pub scale: Option<f64>,
@@ -178,6 +208,7 @@ pub struct AttendArgs {
 /// # Errors
 /// Any failure, with its exit code ([`CliError::exit_code`]).
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    poly_core::set_memory_budget(cli.max_memory)?;
     match cli.command {
         Command::Attend(args) => attend::run(&args),
         Command::Reproduce(args) => reproduce::run_reproduce(&args),
