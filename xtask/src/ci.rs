@@ -17,8 +17,20 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
-    // --all-targets runs the criterion benches once each in test mode.
-    ("test", &["test", "--workspace", "--all-targets"]),
+    // Every target with tests (`test = false` ones are skipped, unlike with --all-targets), and
+    // the criterion benches once each in test mode; clippy has already compiled the examples.
+    (
+        "test",
+        &[
+            "test",
+            "--workspace",
+            "--tests",
+            "--bench",
+            "attention",
+            "--bench",
+            "kernels",
+        ],
+    ),
     ("doc tests", &["test", "--workspace", "--doc"]),
 ];
 

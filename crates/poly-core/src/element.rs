@@ -1,6 +1,9 @@
 //! The element types the engine computes in: `f32` (fast path) and `f64` (accuracy path).
 
+use crate::config::AttentionConfig;
+use crate::error::Result;
 use crate::simd::SimdFloat;
+use crate::tensor::{Tensor, TensorRef};
 
 /// A floating-point element type of attention tensors.
 ///
@@ -32,6 +35,30 @@ pub trait Element:
     fn from_f64(x: f64) -> Self;
     /// The exact value as f64.
     fn to_f64(self) -> f64;
+
+    /// [`crate::attention`] for this type, compiled once in poly-core (call `attention` instead).
+    #[doc(hidden)]
+    fn attention_compiled(
+        q: TensorRef<'_, Self>,
+        k: TensorRef<'_, Self>,
+        v: TensorRef<'_, Self>,
+        cfg: &AttentionConfig,
+    ) -> Result<Tensor<Self>>;
+}
+
+/// The monomorphic entry points of one element type: non-generic functions of this crate, which
+/// downstream crates link to instead of compiling the engine again.
+macro_rules! compiled_entry_points {
+    ($t:ty) => {
+        fn attention_compiled(
+            q: TensorRef<'_, $t>,
+            k: TensorRef<'_, $t>,
+            v: TensorRef<'_, $t>,
+            cfg: &AttentionConfig,
+        ) -> Result<Tensor<$t>> {
+            crate::engine::attention_generic(q, k, v, cfg)
+        }
+    };
 }
 
 impl Element for f32 {
@@ -46,6 +73,7 @@ impl Element for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    compiled_entry_points!(f32);
 }
 
 impl Element for f64 {
@@ -60,4 +88,5 @@ impl Element for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+    compiled_entry_points!(f64);
 }

@@ -61,6 +61,18 @@ pub fn attention<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Tensor<T>> {
+    T::attention_compiled(q, k, v, cfg)
+}
+
+/// The engine for one element type. [`attention`] reaches it through
+/// [`Element::attention_compiled`], so that the engine is compiled once, in this crate, for f32
+/// and f64, rather than again in every crate and test binary that calls it.
+pub(crate) fn attention_generic<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+) -> Result<Tensor<T>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
     crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;

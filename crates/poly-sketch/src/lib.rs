@@ -18,6 +18,7 @@
 //! * [`DecodingState`]: prefill, then O(m·d_v) per generated token.
 
 mod decoding;
+mod element;
 mod exact2;
 mod favor;
 mod feature_map;
@@ -29,6 +30,7 @@ mod tensored;
 mod tensorsketch;
 
 pub use decoding::DecodingState;
+pub use element::SketchElement;
 pub use exact2::ExactDegree2;
 pub use favor::Favor;
 pub use feature_map::FeatureMap;

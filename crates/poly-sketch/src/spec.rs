@@ -1,6 +1,7 @@
 //! Feature maps by name: one place that turns (family, degree, size, seed) into a map, shared by
 //! the CLI (`attend` and `features` must build the same φ), the benchmarks and the tests.
 
+use crate::SketchElement;
 use crate::{
     ExactDegree2, Favor, FeatureMap, PolySketch, RandomMaclaurin, SelfTensoredSketch, SketchScale,
     TensorSketch,
@@ -85,7 +86,12 @@ impl MapSpec {
     ///
     /// # Errors
     /// The constructors' errors; exact2 with a degree other than 2.
-    pub fn build<T: Element>(&self, d: usize) -> Result<Box<dyn FeatureMap<T>>> {
+    pub fn build<T: SketchElement>(&self, d: usize) -> Result<Box<dyn FeatureMap<T>>> {
+        T::build_map_compiled(self, d)
+    }
+
+    /// [`MapSpec::build`] for one element type (see [`crate::SketchElement`]).
+    pub(crate) fn build_generic<T: Element>(&self, d: usize) -> Result<Box<dyn FeatureMap<T>>> {
         let MapSpec {
             kind,
             degree,

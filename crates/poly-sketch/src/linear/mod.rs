@@ -163,7 +163,18 @@ pub fn linear_attention_flops<T: Element>(
 /// }
 /// # Ok::<(), poly_core::Error>(())
 /// ```
-pub fn linear_attention<T: Element>(
+pub fn linear_attention<T: crate::SketchElement>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> Result<Tensor<T>> {
+    T::linear_attention_compiled(q, k, v, map, cfg)
+}
+
+/// [`linear_attention`] for one element type (see [`crate::SketchElement`]).
+pub(crate) fn linear_attention_generic<T: Element>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,

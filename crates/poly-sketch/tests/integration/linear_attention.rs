@@ -106,7 +106,7 @@ fn bias(normalization: Normalization) -> f64 {
     }
 }
 
-fn check_blocks<T: Element>(tol: f64) {
+fn check_blocks<T: poly_sketch::SketchElement>(tol: f64) {
     let (n, d, d_v) = (300, 6, 5);
     let (q, k, v) = (
         random::<T>(1, [2, 2, n, d]),

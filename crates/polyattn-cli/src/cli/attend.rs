@@ -11,8 +11,8 @@ use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
     check_inputs, exact_attention_flops,
 };
-use poly_sketch::MapSpec;
 use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
+use poly_sketch::{MapSpec, SketchElement};
 use std::num::NonZeroUsize;
 
 /// Default block size of the block-causal algorithm.
@@ -142,7 +142,7 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     Ok(Plan::Linear(spec, linear))
 }
 
-fn run_typed<T: Element + npyz::AutoSerialize>(
+fn run_typed<T: SketchElement + npyz::AutoSerialize>(
     args: &AttendArgs,
     plan: &Plan,
     inputs: &Inputs,

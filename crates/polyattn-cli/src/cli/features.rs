@@ -2,9 +2,8 @@
 
 use super::maps::map_spec;
 use super::{CliError, DtypeArg, FeaturesArgs};
-use poly_core::Element;
 use poly_data::read_npy;
-use poly_sketch::MapSpec;
+use poly_sketch::{MapSpec, SketchElement};
 
 pub fn run(args: &FeaturesArgs) -> Result<(), CliError> {
     let spec = map_spec(args.map, &args.params)?;
@@ -15,7 +14,7 @@ pub fn run(args: &FeaturesArgs) -> Result<(), CliError> {
     }
 }
 
-fn write_features<T: Element + npyz::AutoSerialize>(
+fn write_features<T: SketchElement + npyz::AutoSerialize>(
     args: &FeaturesArgs,
     spec: &MapSpec,
     x: &poly_data::LoadedTensor,

@@ -32,7 +32,7 @@ pub struct TestMap<T: Element> {
 }
 
 /// One map of every family for inputs of dimension `d` (small sizes keep dense references cheap).
-pub fn every_map<T: Element>(d: usize) -> Vec<TestMap<T>> {
+pub fn every_map<T: poly_sketch::SketchElement>(d: usize) -> Vec<TestMap<T>> {
     MapKind::ALL
         .into_iter()
         .map(|kind| {
