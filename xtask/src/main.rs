@@ -6,6 +6,7 @@
 
 mod bench_binary;
 mod ci;
+mod fuzz;
 mod profile;
 mod shell;
 
@@ -53,8 +54,19 @@ enum Command {
         #[arg(long)]
         causal: bool,
     },
-    /// fmt --check, clippy -D warnings, every test (benches once in test mode), doc tests.
+    /// fmt --check, clippy -D warnings, every test (benches once in test mode, the fuzz targets
+    /// on their corpus), doc tests.
     Ci,
+    /// Each fuzz target (the .npy and .safetensors loaders, the CLI's argument parsing) under
+    /// AFL++ for --seconds; fails on any crash or hang. Installs cargo-afl on first use.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (npy, safetensors, cli_args).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// The criterion benches (kernels vs the GEMM rate, power kernel vs memcpy, feature maps,
     /// decoding); arguments go to criterion (`--quick` for a fast indicative pass).
     Bench(Forwarded),
@@ -70,6 +82,7 @@ fn main() {
         Command::Memory(f) => memory(&f.args),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),
+        Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Command::Bench(f) => {
             let mut args = vec!["bench", "--bench", "attention", "--bench", "kernels", "--"];
             args.extend(f.args.iter().map(String::as_str));

@@ -60,11 +60,14 @@ pub fn cargo(args: &[&str]) -> Result<(), String> {
 /// Runs `cargo build --release <args>` and returns the path of the executable named `bin`, as
 /// cargo reports it (`--message-format=json`).
 pub fn build_release_binary(args: &[&str], bin: &str) -> Result<PathBuf, String> {
-    let mut full = vec![
-        "build",
-        "--release",
-        "--message-format=json-render-diagnostics",
-    ];
+    build_with(&["build"], args, bin)
+}
+
+/// `cargo <command…> --release --message-format=json <args>` (`command` is `build`, or `afl
+/// build` for instrumented binaries): the path of the executable named `bin`.
+pub fn build_with(command: &[&str], args: &[&str], bin: &str) -> Result<PathBuf, String> {
+    let mut full = command.to_vec();
+    full.extend(["--release", "--message-format=json-render-diagnostics"]);
     full.extend_from_slice(args);
     eprintln!("$ cargo {}", full.join(" "));
     let out = Command::new(cargo_program())

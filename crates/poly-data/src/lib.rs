@@ -17,5 +17,5 @@ pub mod synthetic;
 
 pub use error::{DataError, Result};
 pub use loaded::{LoadedTensor, TensorData};
-pub use npy::{read_npy, write_npy, write_npy_fortran};
-pub use safetensors_io::{read_safetensors, write_safetensors_f32};
+pub use npy::{read_npy, read_npy_bytes, write_npy, write_npy_fortran};
+pub use safetensors_io::{read_safetensors, read_safetensors_bytes, write_safetensors_f32};

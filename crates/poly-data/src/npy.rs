@@ -42,8 +42,25 @@ pub fn read_npy(path: &Path) -> Result<LoadedTensor> {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
+    read_npy_from(file, file_len, path)
+}
+
+/// [`read_npy`] of a `.npy` file already in memory; `name` stands for the file in errors.
+///
+/// # Errors
+/// As [`read_npy`].
+pub fn read_npy_bytes(bytes: &[u8], name: &Path) -> Result<LoadedTensor> {
+    read_npy_from(std::io::Cursor::new(bytes), bytes.len() as u64, name)
+}
+
+/// The reader behind both: `file_len` bytes of `.npy` from `file`.
+fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Result<LoadedTensor> {
+    let io = |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut first = [0u8; 12];
     let got = read_up_to(&mut file, &mut first).map_err(io)?;
     let (prefix, header_len) =
@@ -130,7 +147,7 @@ fn invalid_npy(path: &Path, reason: String) -> DataError {
 }
 
 /// Reads as many bytes as the file has, up to `buf.len()`.
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..])? {

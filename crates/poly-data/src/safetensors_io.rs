@@ -26,7 +26,19 @@ pub fn read_safetensors(path: &Path, names: &[&str]) -> Result<Vec<LoadedTensor>
         path: path.to_owned(),
         source,
     })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| DataError::Format {
+    read_safetensors_bytes(&bytes, names, path)
+}
+
+/// [`read_safetensors`] of a file already in memory; `path` stands for the file in errors.
+///
+/// # Errors
+/// As [`read_safetensors`].
+pub fn read_safetensors_bytes(
+    bytes: &[u8],
+    names: &[&str],
+    path: &Path,
+) -> Result<Vec<LoadedTensor>> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| DataError::Format {
         path: path.to_owned(),
         reason: format!("not a valid .safetensors file ({e})"),
     })?;

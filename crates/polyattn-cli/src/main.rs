@@ -3,9 +3,8 @@
 //! Exit codes: 0 success, 2 bad input or usage (`error: ...` on stderr; usage errors add clap's
 //! usage lines), 1 internal failure.
 
-mod cli;
-
 use clap::Parser;
+use polyattn_cli::cli;
 
 fn main() {
     // A panic is an internal failure: one line, exit code 1, no backtrace.

@@ -42,6 +42,14 @@ pub(super) fn does_not_apply(flag: &str, context: &str) -> CliError {
     usage(format!("{flag} does not apply to {context}: remove it"))
 }
 
+/// [`plan`], and the feature map for inputs of dimension `d`.
+pub(super) fn check_plan(args: &AttendArgs, d: usize) -> Result<(), CliError> {
+    if let Plan::Linear(spec, _) = plan(args)? {
+        spec.build::<f32>(d)?;
+    }
+    Ok(())
+}
+
 /// The computation the flags describe, validated before any file is read.
 fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     let threads = match args.threads {

@@ -203,6 +203,24 @@ pub struct AttendArgs {
     pub repeat: Option<usize>,
 }
 
+/// Everything a command line asks for that can be checked without reading a file: flag
+/// combinations, the engine configuration, and the feature map (drawn for inputs of dimension
+/// `d`). What the fuzz target drives.
+///
+/// # Errors
+/// The error `run` would report for these flags before touching a file.
+pub fn check_without_files(cli: &Cli, d: usize) -> Result<(), CliError> {
+    poly_core::set_memory_budget(cli.max_memory)?;
+    match &cli.command {
+        Command::Attend(args) => attend::check_plan(args, d),
+        Command::Features(args) => {
+            maps::map_spec(args.map, &args.params)?.build::<f32>(d)?;
+            Ok(())
+        }
+        Command::Reproduce(_) => Ok(()),
+    }
+}
+
 /// Runs one parsed command line.
 ///
 /// # Errors
