@@ -8,14 +8,20 @@ use polyattn_fuzz::{Outcome, cli_args, npy, safetensors};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn files(dir: &str) -> Vec<Vec<u8>> {
+fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .collect();
     paths.sort();
-    paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(p).unwrap())
+        })
+        .collect()
 }
 
 fn replay(target: fn(&[u8]) -> Outcome, name: &str) {
@@ -24,18 +30,28 @@ fn replay(target: fn(&[u8]) -> Outcome, name: &str) {
         if !Path::new(env!("CARGO_MANIFEST_DIR")).join(&dir).exists() {
             continue;
         }
-        for input in files(&dir) {
+        for (file, input) in files(&dir) {
             let start = Instant::now();
             let outcome = target(&input);
             // A hang would show as a slow input; these are all tiny.
-            assert!(start.elapsed() < Duration::from_secs(5), "{dir}: slow input");
+            let took = start.elapsed();
+            assert!(
+                took < Duration::from_secs(5),
+                "{dir}/{file}: slow input ({took:?})"
+            );
             if dir.starts_with("seeds") {
                 seen.push(outcome);
             }
         }
     }
-    assert!(seen.contains(&Outcome::Accepted), "{name}: no seed is accepted");
-    assert!(seen.contains(&Outcome::Refused), "{name}: no seed is refused");
+    assert!(
+        seen.contains(&Outcome::Accepted),
+        "{name}: no seed is accepted"
+    );
+    assert!(
+        seen.contains(&Outcome::Refused),
+        "{name}: no seed is refused"
+    );
 }
 
 /// One test: the targets set the process-wide memory budget (and a fuzzed `--max-memory`

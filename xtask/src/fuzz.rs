@@ -18,7 +18,9 @@ pub fn run(seconds: u64, only: Option<&str>) -> Result<(), String> {
     if let Some(name) = only
         && !TARGETS.iter().any(|(_, corpus)| *corpus == name)
     {
-        return Err(format!("--target {name}: expected npy, safetensors or cli_args"));
+        return Err(format!(
+            "--target {name}: expected npy, safetensors or cli_args"
+        ));
     }
     ensure_cargo_afl()?;
     let dir = results_dir()?.join("fuzz");
@@ -39,7 +41,12 @@ pub fn run(seconds: u64, only: Option<&str>) -> Result<(), String> {
         let out = dir.join(corpus);
         let _ = std::fs::remove_dir_all(&out);
         let seeds = workspace_root().join("fuzz/seeds").join(corpus);
-        eprintln!("$ cargo afl fuzz -i {} -o {} -V {seconds} {}", seeds.display(), out.display(), exe.display());
+        eprintln!(
+            "$ cargo afl fuzz -i {} -o {} -V {seconds} {}",
+            seeds.display(),
+            out.display(),
+            exe.display()
+        );
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["afl", "fuzz", "-i"])
             .arg(&seeds)

@@ -205,12 +205,11 @@ pub struct AttendArgs {
 
 /// Everything a command line asks for that can be checked without reading a file: flag
 /// combinations, the engine configuration, and the feature map (drawn for inputs of dimension
-/// `d`). What the fuzz target drives.
+/// `d`). What the fuzz target drives; it leaves the memory budget (`--max-memory`) to the caller.
 ///
 /// # Errors
 /// The error `run` would report for these flags before touching a file.
 pub fn check_without_files(cli: &Cli, d: usize) -> Result<(), CliError> {
-    poly_core::set_memory_budget(cli.max_memory)?;
     match &cli.command {
         Command::Attend(args) => attend::check_plan(args, d),
         Command::Features(args) => {
