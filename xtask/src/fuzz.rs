@@ -24,6 +24,7 @@ pub fn run(seconds: u64, only: Option<&str>) -> Result<(), String> {
     }
     ensure_cargo_afl()?;
     let dir = results_dir()?.join("fuzz");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut summary = format!(
         "# Fuzzing: {seconds} s per target (AFL++ via cargo-afl)\n\n\
          | target | executions | execs/s | corpus | crashes | hangs |\n|---|---:|---:|---:|---:|---:|\n"

@@ -86,6 +86,17 @@ impl MapSpec {
     ///
     /// # Errors
     /// The constructors' errors; exact2 with a degree other than 2.
+    ///
+    /// # Example
+    /// ```
+    /// use poly_sketch::{MapKind, MapSpec};
+    /// // The CLI's `--kernel polysketch --degree 4 --sketch-dim 16 --seed 3`: self-tensored.
+    /// let phi = MapSpec::new(MapKind::PolySketch, 4, 16, 3).build::<f32>(8)?;
+    /// assert_eq!(phi.feature_dim(), 16 * 17 / 2);
+    /// let features = phi.map_rows(&[0.25f32; 2 * 8])?; // two rows of d = 8
+    /// assert_eq!(features.len(), 2 * phi.feature_dim());
+    /// # Ok::<(), poly_core::Error>(())
+    /// ```
     pub fn build<T: SketchElement>(&self, d: usize) -> Result<Box<dyn FeatureMap<T>>> {
         T::build_map_compiled(self, d)
     }
