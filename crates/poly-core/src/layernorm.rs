@@ -1,9 +1,9 @@
 //! Row-wise LayerNorm without affine parameters (PolySketchFormer normalizes q and k this way).
 //!
-//! Overflow-safe: a row whose largest magnitude `s` exceeds 1 is normalized as `y = x / s`, with
-//! `(x − mean) / √(var + ε) = (y − mean_y) / √(var_y + ε/s²)`, so rows near the top of the
-//! element range (|x| ≈ 1e300 in f64, 1e38 in f32) normalize like any other instead of turning
-//! into zeros through an infinite variance.
+//! Overflow-safe: a row whose variance overflows is normalized as `y = x / s` (`s` its largest
+//! magnitude), with `(x − mean) / √(var + ε) = (y − mean_y) / √(var_y + ε/s²)`, so rows near the
+//! top of the f64 range (|x| ≈ 1e300) normalize like any other instead of turning into zeros
+//! through an infinite variance. Other rows take the plain formula at its plain cost.
 
 use crate::config::LAYERNORM_EPS;
 use crate::element::Element;
@@ -33,30 +33,33 @@ pub fn layernorm_in_place<T: Element>(data: &mut [T], dim: usize) -> Result<()> 
         });
     }
     for row in data.chunks_exact_mut(dim) {
-        let (scale, eps) = overflow_safe_scale(row.iter().map(|x| x.to_f64()));
-        let mean = row.iter().map(|x| x.to_f64() * scale).sum::<f64>() / dim as f64;
-        let var = row
-            .iter()
-            .map(|x| (x.to_f64() * scale - mean).powi(2))
-            .sum::<f64>()
-            / dim as f64;
-        let inv_std = 1.0 / (var + eps).sqrt();
-        for x in row.iter_mut() {
-            *x = T::from_f64((x.to_f64() * scale - mean) * inv_std);
+        let mean = row.iter().map(|x| x.to_f64()).sum::<f64>() / dim as f64;
+        let var = row.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / dim as f64;
+        if var.is_finite() {
+            standardize(row, 1.0, mean, var + LAYERNORM_EPS);
+        } else {
+            // Squares (or the sum) overflowed: divide by the largest magnitude first. Costs
+            // nothing for the rows that do not need it.
+            let largest = row.iter().fold(0.0f64, |m, x| m.max(x.to_f64().abs()));
+            let scale = 1.0 / largest;
+            let mean = row.iter().map(|x| x.to_f64() * scale).sum::<f64>() / dim as f64;
+            let var = row
+                .iter()
+                .map(|x| (x.to_f64() * scale - mean).powi(2))
+                .sum::<f64>()
+                / dim as f64;
+            standardize(row, scale, mean, var + LAYERNORM_EPS * scale * scale);
         }
     }
     Ok(())
 }
 
-/// `(1/s, ε/s²)` for a row whose largest magnitude `s` exceeds 1, else `(1, ε)`: the factor that
-/// keeps the row's squares finite, and the epsilon that makes the scaled LayerNorm equal the
-/// unscaled one.
-fn overflow_safe_scale(row: impl Iterator<Item = f64>) -> (f64, f64) {
-    let s = row.fold(0.0f64, |m, x| m.max(x.abs()));
-    if s > 1.0 {
-        (1.0 / s, LAYERNORM_EPS / s / s)
-    } else {
-        (1.0, LAYERNORM_EPS)
+/// `x ← (x·scale − mean) / √denominator` over one row (`scale = 1` is exact: no rounding).
+#[inline(always)]
+fn standardize<T: Element>(row: &mut [T], scale: f64, mean: f64, denominator: f64) {
+    let inv_std = 1.0 / denominator.sqrt();
+    for x in row.iter_mut() {
+        *x = T::from_f64((x.to_f64() * scale - mean) * inv_std);
     }
 }
 
