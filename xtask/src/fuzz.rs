@@ -2,7 +2,7 @@
 //! under AFL++ (through cargo-afl, installed on first use) for N seconds from its committed seed
 //! corpus; exits non-zero on any crash or hang. Findings stay in <target>/polyattn/fuzz/<name>/.
 
-use crate::shell::{build_with, cargo, results_dir, workspace_root};
+use crate::shell::{build_with, cargo, cargo_program, results_dir, workspace_root};
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -48,7 +48,7 @@ pub fn run(seconds: u64, only: Option<&str>) -> Result<(), String> {
             out.display(),
             exe.display()
         );
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let status = Command::new(cargo_program())
             .args(["afl", "fuzz", "-i"])
             .arg(&seeds)
             .arg("-o")
@@ -102,7 +102,7 @@ pub fn run(seconds: u64, only: Option<&str>) -> Result<(), String> {
 
 /// cargo-afl (which builds its own AFL++) on first use.
 fn ensure_cargo_afl() -> Result<(), String> {
-    let present = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let present = Command::new(cargo_program())
         .args(["afl", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());

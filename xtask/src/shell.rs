@@ -12,7 +12,8 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-fn cargo_program() -> String {
+/// The cargo that runs xtask (`$CARGO`), else `cargo`.
+pub fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

@@ -79,19 +79,15 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
             });
         }
     };
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-        .ok_or_else(|| {
-            format_error(
-                path,
-                format!(
-                    "shape {:?} has more elements than fit in memory",
-                    header.shape
-                ),
-            )
-        })?;
+    let count = poly_core::checked_product("tensor data", &header.shape).map_err(|_| {
+        format_error(
+            path,
+            format!(
+                "shape {:?} has more elements than fit in memory",
+                header.shape
+            ),
+        )
+    })?;
     let bytes = (count as u64).saturating_mul(width as u64);
     let available = file_len - header.data_offset;
     if bytes != available {
@@ -198,8 +194,7 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
 
 /// The data must fill the shape exactly.
 fn check_shape(shape: &[usize], len: usize) -> Result<()> {
-    let count = shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
-    if count != Some(len) {
+    if poly_core::checked_product("npy data", shape).ok() != Some(len) {
         return Err(DataError::InvalidParameter {
             name: "npy data",
             value: format!("{len} elements for shape {shape:?}"),

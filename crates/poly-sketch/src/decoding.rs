@@ -166,7 +166,8 @@ impl<'m, T: Element> DecodingState<'m, T> {
         check_finite(k, self.d, "decoding key")?;
         check_finite(v, self.d_v, "decoding value")?;
         for (k, v) in k.chunks_exact(self.d).zip(v.chunks_exact(self.d_v)) {
-            self.absorb(k, v);
+            self.load_key(k, v);
+            self.commit();
         }
         Ok(())
     }
@@ -205,12 +206,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         check_finite(v, self.d_v, "decoding value")?;
         // Transactional: the output is computed from the state *plus* the new token without
         // changing either; only a step that succeeds absorbs its token.
-        self.prepare(k, false);
-        std::mem::swap(&mut self.x, &mut self.key);
-        self.c[..self.d_v].copy_from_slice(v);
-        if self.local.is_none() {
-            self.map.map_keys_into(&self.key, &mut self.key_features);
-        }
+        self.load_key(k, v);
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
         weighted_row_sum(&mut self.y, &self.features, &self.state);
@@ -230,17 +226,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         }
         let at = RowPosition::new(0, 0, self.tokens);
         normalize_row(&self.y, self.normalization, at, out)?;
-        self.tokens += 1;
-        match self.local {
-            None => rank_one_update(&mut self.state, &self.key_features, &self.c),
-            Some((_, block)) => {
-                self.partial_keys.extend_from_slice(&self.key);
-                self.partial_values.extend_from_slice(&self.c);
-                if self.tokens.is_multiple_of(block) {
-                    self.fold_partial();
-                }
-            }
-        }
+        self.commit();
         Ok(())
     }
 
@@ -256,30 +242,29 @@ impl<'m, T: Element> DecodingState<'m, T> {
         }
     }
 
-    /// One token into the state (or the partial block, closing it when full).
-    fn absorb(&mut self, k: &[T], v: &[T]) {
-        if self.absorb_partial(k, v) {
-            self.fold_partial();
+    /// Prepares one token: its key into `self.key`, `[v | 1]` into `self.c` and, unless mixed,
+    /// the key's features into `self.key_features`. Changes nothing that [`Self::commit`] owns.
+    fn load_key(&mut self, k: &[T], v: &[T]) {
+        self.prepare(k, false);
+        std::mem::swap(&mut self.x, &mut self.key);
+        self.c[..self.d_v].copy_from_slice(v);
+        if self.local.is_none() {
+            self.map.map_keys_into(&self.key, &mut self.key_features);
         }
     }
 
-    /// Counts the token; the mixed variant appends it to the partial block and reports whether
-    /// the block is now full, otherwise its features go straight into `Z`.
-    fn absorb_partial(&mut self, k: &[T], v: &[T]) -> bool {
+    /// Absorbs the loaded token: into `Z`, or (mixed variant) into the partial block, which is
+    /// folded into `Z` when it is full.
+    fn commit(&mut self) {
         self.tokens += 1;
-        self.prepare(k, false);
         match self.local {
+            None => rank_one_update(&mut self.state, &self.key_features, &self.c),
             Some((_, block)) => {
-                self.partial_keys.extend_from_slice(&self.x);
-                self.partial_values.extend_from_slice(v);
-                self.partial_values.push(T::ONE);
-                self.tokens.is_multiple_of(block)
-            }
-            None => {
-                self.map.map_keys_into(&self.x, &mut self.features);
-                self.c[..self.d_v].copy_from_slice(v);
-                rank_one_update(&mut self.state, &self.features, &self.c);
-                false
+                self.partial_keys.extend_from_slice(&self.key);
+                self.partial_values.extend_from_slice(&self.c);
+                if self.tokens.is_multiple_of(block) {
+                    self.fold_partial();
+                }
             }
         }
     }

@@ -278,24 +278,23 @@ fn tensors_beyond_the_budget_are_refused_before_allocation() {
 
 #[test]
 fn an_output_far_larger_than_the_inputs_is_refused() {
-    // 800 KB of input (q: 100 000 × 1, k: 1 × 1, v: 1 × 100 000) asking for a 40 GB output.
-    let q = Tensor::from_vec([1, 1, 100_000, 1], vec![0.5f32; 100_000]).unwrap();
+    // q: n × 1, k: 1 × 1, v: 1 × n, with n chosen so that the n × n output is twice the budget
+    // of this machine (n = 100 000 asks for 40 GB from 800 KB of input).
+    let n = ((poly_core::memory_budget() / 2) as f64).sqrt().ceil() as usize + 1;
+    let q = Tensor::from_vec([1, 1, n, 1], vec![0.5f32; n]).unwrap();
     let k = Tensor::from_vec([1, 1, 1, 1], vec![0.5f32]).unwrap();
-    let v = Tensor::from_vec([1, 1, 1, 100_000], vec![0.5f32; 100_000]).unwrap();
-    let budget = poly_core::memory_budget();
-    if budget < 40_000_000_000 {
-        assert!(matches!(
-            poly_core::attention(
-                q.view(),
-                k.view(),
-                v.view(),
-                &AttentionConfig::polynomial(2)
-            ),
-            Err(Error::ResourceLimit {
-                what: "attention output",
-                needed_bytes: 40_000_000_000,
-                ..
-            })
-        ));
+    let v = Tensor::from_vec([1, 1, 1, n], vec![0.5f32; n]).unwrap();
+    let needed = (n * n * 4) as u64;
+    assert!(needed > poly_core::memory_budget());
+    match poly_core::attention(
+        q.view(),
+        k.view(),
+        v.view(),
+        &AttentionConfig::polynomial(2),
+    ) {
+        Err(Error::ResourceLimit {
+            what, needed_bytes, ..
+        }) => assert_eq!((what, needed_bytes), ("attention output", needed)),
+        other => panic!("{other:?}"),
     }
 }
