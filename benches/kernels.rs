@@ -110,7 +110,8 @@ fn bench_sketched(c: &mut Criterion) {
             match scenario.method {
                 poly_bench::scenario::Method::Sketched { map, local_exact } => {
                     let map = map.build::<f32>(64).unwrap();
-                    let cfg: LinearAttentionConfig = scenario.linear_config(local_exact);
+                    let cfg: LinearAttentionConfig =
+                        scenario.linear_config(map.as_ref(), local_exact);
                     group.bench_function(scenario.method.label(), |b| {
                         b.iter(|| {
                             linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg)

@@ -3,7 +3,8 @@
 //!
 //! For each family and size r ∈ {16, …, 256}: the relative Frobenius error of the normalized
 //! attention weights (row-stochastic n × n matrices, `Sum` normalization) and of the outputs,
-//! averaged over seeds. Polynomial families are compared with exact degree-4 attention, FAVOR+
+//! averaged over seeds (a seed whose estimated normalizer the engine refuses as ill-conditioned is
+//! counted in the cell instead of averaged). Polynomial families are compared with exact degree-4 attention, FAVOR+
 //! with softmax at scale `1/√d`; q and k are LayerNormed first, as PolySketchFormer does.
 
 use crate::machine::MachineInfo;
@@ -91,8 +92,12 @@ pub struct AccuracyCell {
     pub m: usize,
     /// Relative Frobenius error of the row-normalized weights.
     pub weight_error: f64,
-    /// Relative Frobenius error of the outputs.
+    /// Relative Frobenius error of the outputs, over the seeds whose output was not refused
+    /// (NaN when every seed was).
     pub output_error: f64,
+    /// Seeds whose sketched output the engine refused for an ill-conditioned normalizer (signed
+    /// sketches whose estimated weights cancel): a finding of the study, not a failure.
+    pub refused: u64,
 }
 
 /// The schema of `accuracy.{csv,json}`: one cell.
@@ -108,8 +113,10 @@ pub struct AccuracyRow {
     pub m: usize,
     /// Relative Frobenius error of the row-normalized weights.
     pub weight_error: f64,
-    /// Relative Frobenius error of the outputs.
+    /// Relative Frobenius error of the outputs over the accepted seeds.
     pub output_error: f64,
+    /// Seeds refused for an ill-conditioned normalizer.
+    pub refused: u64,
 }
 
 /// Sizes and repetitions of the study.
@@ -208,6 +215,7 @@ pub fn run(plan: &AccuracyPlan) -> Result<Vec<AccuracyCell>, String> {
             };
             for &r in &plan.sizes {
                 let (mut weight_error, mut output_error, mut m) = (0.0, 0.0, 0);
+                let mut refused = 0;
                 for seed in 0..plan.seeds {
                     let [q, k, v] = inputs.draw(n, d, 100 * seed + 1);
                     let spec = MapSpec::new(family, 4, r, seed);
@@ -224,24 +232,28 @@ pub fn run(plan: &AccuracyPlan) -> Result<Vec<AccuracyCell>, String> {
                         .map_err(|e| e.to_string())?;
                     let cfg =
                         LinearAttentionConfig::default().with_normalization(Normalization::Sum);
-                    // A near-zero estimated normalizer (signed sketches) is itself a finding:
-                    // count it as a total error rather than failing the study.
-                    output_error +=
-                        match linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg) {
-                            Ok(sketched) => {
-                                relative_error(sketched.as_slice(), exact.as_slice()).min(1e6)
-                            }
-                            Err(_) => 1e6,
-                        };
+                    // A refused normalizer (signed sketches) is itself a finding: counted.
+                    match linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg) {
+                        Ok(sketched) => {
+                            output_error += relative_error(sketched.as_slice(), exact.as_slice())
+                        }
+                        Err(
+                            poly_core::Error::IllConditionedNormalizer { .. }
+                            | poly_core::Error::AllScoresZero { .. },
+                        ) => refused += 1,
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
                 let seeds = plan.seeds as f64;
+                let accepted = (plan.seeds - refused) as f64;
                 cells.push(AccuracyCell {
                     family,
                     inputs,
                     r,
                     m,
                     weight_error: weight_error / seeds,
-                    output_error: output_error / seeds,
+                    output_error: output_error / accepted,
+                    refused,
                 });
             }
         }
@@ -287,12 +299,21 @@ pub fn markdown(cells: &[AccuracyCell], plan: &AccuracyPlan) -> String {
                     .iter()
                     .find(|c| c.family == family && c.inputs == inputs && c.r == r)
                 {
-                    Some(c) => write!(
-                        out,
-                        " {:.3} / {:.3} (m = {}) |",
-                        c.weight_error, c.output_error, c.m
-                    )
-                    .unwrap(),
+                    Some(c) if c.refused == plan.seeds => {
+                        write!(out, " {:.3} / refused (m = {}) |", c.weight_error, c.m).unwrap()
+                    }
+                    Some(c) => {
+                        write!(
+                            out,
+                            " {:.3} / {:.3} (m = {}",
+                            c.weight_error, c.output_error, c.m
+                        )
+                        .unwrap();
+                        if c.refused > 0 {
+                            write!(out, "; {} of {} seeds refused", c.refused, plan.seeds).unwrap();
+                        }
+                        out.push_str(") |");
+                    }
                     None => out.push_str(" — |"),
                 }
             }
@@ -316,6 +337,7 @@ pub fn write(cells: &[AccuracyCell], plan: &AccuracyPlan, dir: &Path) -> Result<
             m: c.m,
             weight_error: c.weight_error,
             output_error: c.output_error,
+            refused: c.refused,
         })
         .collect();
     write_table(dir, "accuracy", &rows, &MachineInfo::collect(1))?;
@@ -331,6 +353,7 @@ pub fn write(cells: &[AccuracyCell], plan: &AccuracyPlan, dir: &Path) -> Result<
                 let points = cells
                     .iter()
                     .filter(|c| c.family == family && c.inputs == inputs)
+                    .filter(|c| c.output_error.is_finite())
                     .map(|c| (c.r as f64, c.output_error.max(1e-6)))
                     .collect();
                 (family_label(family).to_owned(), points)
@@ -390,7 +413,7 @@ mod tests {
         assert!(
             cells
                 .iter()
-                .all(|c| c.weight_error >= 0.0 && c.output_error >= 0.0)
+                .all(|c| c.weight_error >= 0.0 && (c.output_error >= 0.0 || c.refused == 1))
         );
         let polysketch = cells
             .iter()

@@ -103,12 +103,24 @@ impl Scenario {
             .with_threads(self.thread_setting())
     }
 
-    /// The linear engine's configuration (LayerNorm on, `Sum` normalization).
-    pub fn linear_config(&self, local_exact: bool) -> LinearAttentionConfig {
+    /// The linear engine's configuration for `map` (LayerNorm on). `Sum` normalization for maps
+    /// whose weights cannot be negative; the signed sketches are timed without a normalizer,
+    /// because on random inputs their `Sum` normalizers cancel and are refused (docs/math.md
+    /// §4.5) — the work differs only by the normalizer's division.
+    pub fn linear_config<T: poly_core::Element>(
+        &self,
+        map: &dyn poly_sketch::FeatureMap<T>,
+        local_exact: bool,
+    ) -> LinearAttentionConfig {
+        let normalization = if map.nonnegative_weights() {
+            Normalization::Sum
+        } else {
+            Normalization::None
+        };
         LinearAttentionConfig::default()
             .with_mask(self.mask())
             .with_block(self.block)
-            .with_normalization(Normalization::Sum)
+            .with_normalization(normalization)
             .with_layernorm(true)
             .with_local_exact(local_exact)
             .with_threads(self.thread_setting())
@@ -124,9 +136,11 @@ impl Scenario {
         match self.method {
             Method::Exact(_) | Method::Peer(_) => exact_attention_flops(&dims, self.mask()),
             Method::Sketched { map, local_exact } => match map.build::<f32>(self.d) {
-                Ok(m) => {
-                    linear_attention_flops(&dims, m.as_ref(), &self.linear_config(local_exact))
-                }
+                Ok(m) => linear_attention_flops(
+                    &dims,
+                    m.as_ref(),
+                    &self.linear_config(m.as_ref(), local_exact),
+                ),
                 Err(_) => f64::NAN,
             },
         }
@@ -162,7 +176,7 @@ impl Scenario {
             }
             Method::Sketched { map, local_exact } => {
                 let map = map.build::<f32>(self.d)?;
-                let cfg = self.linear_config(local_exact);
+                let cfg = self.linear_config(map.as_ref(), local_exact);
                 time_runs(repeat, || {
                     linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg).map(drop)
                 })

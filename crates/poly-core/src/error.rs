@@ -118,7 +118,9 @@ pub enum Error {
     IllConditionedNormalizer {
         /// The row.
         at: RowPosition,
-        /// `|Σ w| / Σ |w|` for the row; rows below the tolerance are rejected.
+        /// `|Σ w|` over the magnitude of its terms (`Σ |w|` in the exact engine; in the linear
+        /// engine, for maps with signed weights, `Σ_f |φ(q)_f| Σ_j |φ(k_j)_f|`, the magnitude of
+        /// the feature products it adds); rows at or below the tolerance are rejected.
         ratio: f64,
         /// The tolerance of the element type (`Element::NORMALIZER_TOLERANCE`).
         tolerance: f64,
@@ -193,8 +195,9 @@ impl fmt::Display for Error {
                 tolerance,
             } => write!(
                 f,
-                "{at}: normalizer is ill-conditioned (|sum w| / sum |w| = {ratio:.3e} < {tolerance:.0e}); \
-                 odd degrees give signed weights that cancel — use an even degree or OnePlusSum/None"
+                "{at}: normalizer is ill-conditioned (|sum w| / magnitude of its terms = {ratio:.3e} \
+                 < {tolerance:.0e}); odd degrees and signed sketches give weights that cancel — use \
+                 an even degree (sketched: the self-tensored PolySketch) or OnePlusSum/None"
             ),
             Error::NoVisibleKeys { at } => write!(
                 f,

@@ -47,6 +47,7 @@ pub use engine::{KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, run_with_threads};
 pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{exact_attention_flops, visible_pairs};
 pub use layernorm::{layernorm_in_place, layernorm_rows};
+pub use normalize::check_normalizer;
 pub use reference::reference_attention;
 pub use resources::{
     check_allocation, check_elements, check_threads, checked_product, default_memory_budget,

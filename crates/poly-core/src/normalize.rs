@@ -69,12 +69,23 @@ pub fn row_multiplier<T: Element>(
         return Ok(0.0);
     }
     let den = totals.sum + bias;
-    let magnitude = totals.abs_sum + bias;
+    check_normalizer::<T>(den, totals.abs_sum + bias, at)?;
+    Ok(1.0 / den)
+}
+
+/// The rule every engine judges a normalizer by (docs/math.md §2.1, §4.5): `den` is the computed
+/// sum of terms (plus the OnePlusSum bias), `magnitude` the sum of their absolute values (plus
+/// the bias). A zero magnitude means every term is zero; `|den| ≤ tol · magnitude` means the
+/// terms cancelled so far that rounding dominates what is left.
+///
+/// # Errors
+/// [`Error::AllScoresZero`] or [`Error::IllConditionedNormalizer`] for the row `at`.
+pub fn check_normalizer<T: Element>(den: f64, magnitude: f64, at: RowPosition) -> Result<()> {
     if magnitude == 0.0 {
         return Err(Error::AllScoresZero { at });
     }
     let tolerance = T::NORMALIZER_TOLERANCE;
-    // Both are finite here (checked above), so a plain comparison is exact.
+    // Callers pass finite values, so a plain comparison is exact.
     if den.abs() <= tolerance * magnitude {
         return Err(Error::IllConditionedNormalizer {
             at,
@@ -82,7 +93,7 @@ pub fn row_multiplier<T: Element>(
             tolerance,
         });
     }
-    Ok(1.0 / den)
+    Ok(())
 }
 
 /// Multiplies the accumulated row by its multiplier and checks that the result is finite.

@@ -123,17 +123,7 @@ fn reference_row<T: Element>(
     let sum: f64 = weights.iter().sum();
     let abs_sum: f64 = weights.iter().map(|w| w.abs()).sum();
     let divide_by = |den: f64, magnitude: f64| -> Result<Vec<f64>> {
-        if magnitude == 0.0 {
-            return Err(Error::AllScoresZero { at });
-        }
-        let tolerance = T::NORMALIZER_TOLERANCE;
-        if den.abs() <= tolerance * magnitude {
-            return Err(Error::IllConditionedNormalizer {
-                at,
-                ratio: den.abs() / magnitude,
-                tolerance,
-            });
-        }
+        crate::normalize::check_normalizer::<T>(den, magnitude, at)?;
         Ok(numerator.iter().map(|x| x / den).collect())
     };
     match cfg.normalization {

@@ -44,6 +44,9 @@ pub struct DecodingState<'m, T: Element> {
     m: usize,
     /// `Z`: `m × (d_v + 1)`, row-major.
     state: Vec<T>,
+    /// `u = Σ_j |φ(k_j)|` over the absorbed keys (`m`): the normalizer's terms are bounded by it,
+    /// so a step judges its normalizer by the engine's rule.
+    key_magnitudes: Vec<T>,
     tokens: usize,
     normalization: Normalization,
     layernorm: bool,
@@ -112,13 +115,14 @@ impl<'m, T: Element> DecodingState<'m, T> {
             needed_bytes: u64::MAX,
             limit_bytes: poly_core::memory_budget(),
         })?;
-        check_elements("decoding state", &[m, width], size_of::<T>())?;
+        check_elements("decoding state", &[m, width, 2], size_of::<T>())?;
         Ok(DecodingState {
             map,
             d,
             d_v,
             m,
             state: vec![T::ZERO; m * (d_v + 1)],
+            key_magnitudes: vec![T::ZERO; m],
             tokens: 0,
             normalization: cfg.normalization,
             layernorm: cfg.layernorm,
@@ -210,22 +214,32 @@ impl<'m, T: Element> DecodingState<'m, T> {
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
         weighted_row_sum(&mut self.y, &self.features, &self.state);
+        // ⟨|φ(q)|, u⟩, plus the new token's terms below: the magnitude the normalizer is judged by.
+        let mut magnitude = abs_dot(&self.features, &self.key_magnitudes);
         match self.local {
             None => {
                 let s = dot(&self.features, &self.key_features);
                 axpy(&mut self.y, s, &self.c);
+                magnitude += abs_dot(&self.features, &self.key_features);
             }
             Some((degree, _)) => {
                 // Local tokens (mixed variant) stay raw until their block closes.
                 let key_rows = self.partial_keys.chunks_exact(self.d);
-                for (key, c) in key_rows.zip(self.partial_values.chunks_exact(self.d_v + 1)) {
-                    axpy(&mut self.y, powi(dot(&self.x, key), degree), c);
+                let keys = key_rows.chain(std::iter::once(&self.key[..]));
+                let values = self.partial_values.chunks_exact(self.d_v + 1);
+                for (key, c) in keys.zip(values.chain(std::iter::once(&self.c[..]))) {
+                    let w = powi(dot(&self.x, key), degree);
+                    axpy(&mut self.y, w, c);
+                    magnitude += w.to_f64().abs();
                 }
-                axpy(&mut self.y, powi(dot(&self.x, &self.key), degree), &self.c);
             }
         }
+        if self.map.nonnegative_weights() {
+            // Weights that cannot cancel: only a zero normalizer is refused.
+            magnitude = self.y[self.d_v].to_f64().abs();
+        }
         let at = RowPosition::new(0, 0, self.tokens);
-        normalize_row(&self.y, self.normalization, at, out)?;
+        normalize_row(&self.y, self.normalization, magnitude, at, out)?;
         self.commit();
         Ok(())
     }
@@ -258,7 +272,10 @@ impl<'m, T: Element> DecodingState<'m, T> {
     fn commit(&mut self) {
         self.tokens += 1;
         match self.local {
-            None => rank_one_update(&mut self.state, &self.key_features, &self.c),
+            None => {
+                rank_one_update(&mut self.state, &self.key_features, &self.c);
+                add_magnitudes(&mut self.key_magnitudes, &self.key_features);
+            }
             Some((_, block)) => {
                 self.partial_keys.extend_from_slice(&self.key);
                 self.partial_values.extend_from_slice(&self.c);
@@ -279,6 +296,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         {
             self.map.map_keys_into(k, &mut self.features);
             rank_one_update(&mut self.state, &self.features, c);
+            add_magnitudes(&mut self.key_magnitudes, &self.features);
         }
         self.partial_keys = keys;
         self.partial_keys.clear();
@@ -295,6 +313,21 @@ impl<'m, T: Element> DecodingState<'m, T> {
 /// `Σ a_i b_i` over the common length.
 fn dot<T: Element>(a: &[T], b: &[T]) -> T {
     a.iter().zip(b).fold(T::ZERO, |acc, (&x, &y)| acc + x * y)
+}
+
+/// `Σ |a_i| |b_i|` in f64.
+fn abs_dot<T: Element>(a: &[T], b: &[T]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x.to_f64() * y.to_f64()).abs())
+        .sum()
+}
+
+/// `u += |x|`.
+fn add_magnitudes<T: Element>(u: &mut [T], x: &[T]) {
+    u.iter_mut()
+        .zip(x)
+        .for_each(|(u, &x)| *u += T::from_f64(x.to_f64().abs()));
 }
 
 /// `y += a · x` over the common length.

@@ -38,6 +38,10 @@ impl<T: Element> FeatureMap<T> for ExactDegree2 {
     fn map_into(&self, x: &[T], out: &mut [T]) {
         pack_symmetric_square(x, self.d, out);
     }
+    /// `(q·k)²`.
+    fn nonnegative_weights(&self) -> bool {
+        true
+    }
     fn polynomial_degree(&self) -> Option<u32> {
         Some(2)
     }

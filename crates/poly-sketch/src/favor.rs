@@ -147,6 +147,10 @@ impl<T: Element> FeatureMap<T> for Favor<T> {
     fn requires_sum_normalization(&self) -> bool {
         true
     }
+    /// Positive random features.
+    fn nonnegative_weights(&self) -> bool {
+        true
+    }
     fn polynomial_degree(&self) -> Option<u32> {
         None
     }

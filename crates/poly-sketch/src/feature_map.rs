@@ -40,6 +40,13 @@ pub trait FeatureMap<T: Element>: Send + Sync {
         false
     }
 
+    /// Whether every weight `⟨φ(q), φ(k)⟩` is ≥ 0 by construction (a square, or positive
+    /// features). A sum of such weights cannot cancel, so the engines judge only the normalizers
+    /// of maps that answer `false` (signed sketches, odd degrees) for ill-conditioning.
+    fn nonnegative_weights(&self) -> bool {
+        false
+    }
+
     /// For `φ = pack(M ⊗ M)`: the inner map `M`. The engine then scores a block by
     /// `⟨M_q, M_k⟩²` over `r` columns instead of `r(r+1)/2` and packs `M` for the state.
     fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {

@@ -60,4 +60,8 @@ impl<T: Element> FeatureMap<T> for SelfTensoredSketch<T> {
     fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {
         Some(&self.inner)
     }
+    /// `⟨M q, M k⟩²`.
+    fn nonnegative_weights(&self) -> bool {
+        true
+    }
 }

@@ -50,6 +50,10 @@ pub(super) struct Scratch<T> {
     w: Vec<T>,
     /// Unnormalized outputs `[Σ w v | Σ w]`, `b × (d_v + 1)`.
     y: Vec<T>,
+    /// The magnitude of each row's normalizer terms (see [`super::normalize_row`]), `b`.
+    magnitude: Vec<f64>,
+    /// Running `Σ_j |φ(k_j)|` inside a causal block (non-transposed features), `m`.
+    running: Vec<f64>,
 }
 
 impl<T: Element> Head<'_, T> {
@@ -69,6 +73,19 @@ impl<T: Element> Head<'_, T> {
         self.d_v + 1
     }
 
+    /// Length of a state: `Z = Σ B_lᵀ [V_l | 1]` (`m × (d_v + 1)`), then `u = Σ_j |φ(k_j)|` (`m`),
+    /// which bounds the normalizer's terms. States are added element by element, so the scans
+    /// carry `u` along with `Z` without knowing it is there.
+    pub fn state_len(&self) -> usize {
+        self.m() * (self.dv1() + 1)
+    }
+
+    /// Whether the normalizer can cancel and so has to be judged against the magnitude of its
+    /// terms: `Sum` or `OnePlusSum` with a map whose weights can be negative.
+    fn judges_normalizer(&self) -> bool {
+        self.cfg.normalization != poly_core::Normalization::None && !self.map.nonnegative_weights()
+    }
+
     pub fn scratch(&self, block: usize) -> Scratch<T> {
         let r = self
             .map
@@ -86,6 +103,8 @@ impl<T: Element> Head<'_, T> {
             c: zeros(block * self.dv1()),
             w: zeros(block * block),
             y: zeros(block * self.dv1()),
+            magnitude: vec![0.0; block],
+            running: vec![0.0; self.m()],
         }
     }
 
@@ -143,12 +162,68 @@ impl<T: Element> Head<'_, T> {
         }
     }
 
-    /// `state += B_lᵀ [V_l | 1]` for the key block last loaded into `s`.
+    /// `Z += B_lᵀ [V_l | 1]` and `u += Σ_j |φ(k_j)|` for the key block last loaded into `s`.
     pub fn absorb(&self, rows: usize, s: &Scratch<T>, state: &mut [T]) {
+        let (m, dv1) = (self.m(), self.dv1());
+        let (z, u) = state.split_at_mut(m * dv1);
+        let b = &s.b[..rows * m];
         if self.transposed() {
-            gemm_add_ab(state, &s.b, &s.c, self.m(), self.dv1(), rows);
+            gemm_add_ab(z, b, &s.c, m, dv1, rows);
         } else {
-            gemm_add_atb(state, &s.b, &s.c, self.m(), self.dv1(), rows);
+            gemm_add_atb(z, b, &s.c, m, dv1, rows);
+        }
+        if !self.judges_normalizer() {
+            return;
+        }
+        if self.transposed() {
+            for (u, feature) in u.iter_mut().zip(b.chunks_exact(rows)) {
+                *u += feature.iter().fold(T::ZERO, |acc, &x| acc + abs(x));
+            }
+        } else {
+            for row in b.chunks_exact(m) {
+                u.iter_mut().zip(row).for_each(|(u, &x)| *u += abs(x));
+            }
+        }
+    }
+
+    /// `s.magnitude[i] = ⟨|φ(q_i)|, u + Σ_{j ≤ i in this block} |φ(k_j)|⟩` for the loaded query
+    /// block (the key block too when `with_local_keys`), accumulated in f64.
+    fn feature_magnitudes(&self, rows: usize, s: &mut Scratch<T>, u: &[T], with_local_keys: bool) {
+        let m = self.m();
+        let (a, b) = (&s.a[..rows * m], &s.b[..rows * m]);
+        let magnitude = &mut s.magnitude[..rows];
+        magnitude.fill(0.0);
+        if self.transposed() {
+            // `m × rows`: one pass per feature, along the rows.
+            for ((&u, a), b) in u.iter().zip(a.chunks_exact(rows)).zip(b.chunks_exact(rows)) {
+                let mut running = u.to_f64();
+                for ((mag, a), b) in magnitude.iter_mut().zip(a).zip(b) {
+                    if with_local_keys {
+                        running += b.to_f64().abs();
+                    }
+                    *mag += a.to_f64().abs() * running;
+                }
+            }
+        } else {
+            let running = &mut s.running;
+            running.iter_mut().zip(u).for_each(|(r, u)| *r = u.to_f64());
+            for ((mag, a), b) in magnitude
+                .iter_mut()
+                .zip(a.chunks_exact(m))
+                .zip(b.chunks_exact(m))
+            {
+                if with_local_keys {
+                    running
+                        .iter_mut()
+                        .zip(b)
+                        .for_each(|(r, b)| *r += b.to_f64().abs());
+                }
+                *mag = a
+                    .iter()
+                    .zip(running.iter())
+                    .map(|(a, r)| a.to_f64().abs() * r)
+                    .sum();
+            }
         }
     }
 
@@ -169,7 +244,10 @@ impl<T: Element> Head<'_, T> {
     ) -> Result<()> {
         s.y[..rows * self.dv1()].fill(T::ZERO);
         self.add_earlier(rows, s, state);
-        self.normalize(&s.y, start, rows, out)
+        if self.judges_normalizer() {
+            self.feature_magnitudes(rows, s, self.magnitude_state(state), false);
+        }
+        self.normalize(start, rows, s, out)
     }
 
     /// Outputs of a causal block whose keys and queries are loaded in `s`:
@@ -201,29 +279,68 @@ impl<T: Element> Head<'_, T> {
         let dv1 = self.dv1();
         gemm_ab(&mut s.y, w, &s.c, rows, dv1, rows);
         self.add_earlier(rows, s, earlier);
-        self.normalize(&s.y, start, rows, out)
+        if self.judges_normalizer() {
+            let u = self.magnitude_state(earlier);
+            match self.local() {
+                Local::Exact(_) => {
+                    // Exact local weights are the terms themselves, as in the exact engine.
+                    self.feature_magnitudes(rows, s, u, false);
+                    for (mag, w) in s
+                        .magnitude
+                        .iter_mut()
+                        .zip(s.w[..rows * rows].chunks_exact(rows))
+                    {
+                        *mag += w.iter().map(|w| w.to_f64().abs()).sum::<f64>();
+                    }
+                }
+                Local::Features | Local::Squared(_) => self.feature_magnitudes(rows, s, u, true),
+            }
+        }
+        self.normalize(start, rows, s, out)
+    }
+
+    /// The `u` part of a state (see [`Self::state_len`]).
+    fn magnitude_state<'s>(&self, state: &'s [T]) -> &'s [T] {
+        &state[self.m() * self.dv1()..]
     }
 
     /// `y += A_l Z` for the query block loaded in `s`.
     fn add_earlier(&self, rows: usize, s: &mut Scratch<T>, state: &[T]) {
         let (dv1, m) = (self.dv1(), self.m());
+        let z = &state[..m * dv1];
         if self.transposed() {
-            gemm_add_atb(&mut s.y, &s.a, state, rows, dv1, m);
+            gemm_add_atb(&mut s.y, &s.a, z, rows, dv1, m);
         } else {
-            gemm_add_ab(&mut s.y, &s.a, state, rows, dv1, m);
+            gemm_add_ab(&mut s.y, &s.a, z, rows, dv1, m);
         }
     }
 
-    /// Rows of `[Σ w v | Σ w]` → outputs, with the configured normalization.
-    fn normalize(&self, y: &[T], start: usize, rows: usize, out: &mut [T]) -> Result<()> {
+    /// Rows of `[Σ w v | Σ w]` in `s.y` → outputs, with the configured normalization and the
+    /// magnitudes in `s.magnitude` (for a normalizer that is not judged, `|Σ w|` itself).
+    fn normalize(
+        &self,
+        start: usize,
+        rows: usize,
+        s: &mut Scratch<T>,
+        out: &mut [T],
+    ) -> Result<()> {
         let dv1 = self.dv1();
-        for (r, (row, o)) in y[..rows * dv1]
+        if !self.judges_normalizer() {
+            for (mag, row) in s
+                .magnitude
+                .iter_mut()
+                .zip(s.y[..rows * dv1].chunks_exact(dv1))
+            {
+                *mag = row[self.d_v].to_f64().abs();
+            }
+        }
+        let rows_out = s.y[..rows * dv1]
             .chunks_exact(dv1)
-            .zip(out.chunks_exact_mut(self.d_v))
-            .enumerate()
-        {
+            .zip(&s.magnitude)
+            .zip(out.chunks_exact_mut(self.d_v));
+        for (r, ((row, &magnitude), o)) in rows_out.enumerate() {
             let at = RowPosition::new(self.batch, self.head, start + r);
-            super::normalize_row(row, self.cfg.normalization, at, o)?;
+            super::normalize_row(row, self.cfg.normalization, magnitude, at, o)?;
         }
         Ok(())
     }
@@ -237,4 +354,9 @@ fn lower_triangle<T: Element>(w: &mut [T], rows: usize, f: impl Fn(T) -> T) {
         past.iter_mut().for_each(|x| *x = f(*x));
         future.fill(T::ZERO);
     }
+}
+
+/// `|x|` in the element type.
+fn abs<T: Element>(x: T) -> T {
+    if x < T::ZERO { T::ZERO - x } else { x }
 }

@@ -30,8 +30,8 @@ pub struct LinearAttentionConfig {
     pub mask: Mask,
     /// Rows per block of the block-causal algorithm (also the streaming unit when non-causal).
     pub block: usize,
-    /// As for exact attention; with sketched features the normalizer is an estimate, so only a
-    /// zero or non-finite one is an error.
+    /// As for exact attention, with the same rule for zero and ill-conditioned normalizers
+    /// (see [`linear_attention`]'s errors).
     pub normalization: Normalization,
     /// Multiplies q before the feature map, so homogeneous kernels see `(s·q·k)^p`.
     pub scale: Option<f64>,
@@ -141,8 +141,11 @@ pub fn linear_attention_flops<T: Element>(
 /// The input errors of exact attention (shapes, empty axes, non-finite values); block size 0;
 /// a map whose input dimension is not the head dimension; causal masks with `n_q ≠ n_k`; the mixed
 /// variant without a causal mask or with a non-polynomial map; a map that needs `Sum`
-/// normalization under another one; buffers beyond the memory budget ([`poly_core::memory_budget`]); a zero or
-/// non-finite normalizer; a non-finite output.
+/// normalization under another one; buffers beyond the memory budget ([`poly_core::memory_budget`]); a zero normalizer; an
+/// ill-conditioned one ([`Error::IllConditionedNormalizer`]: `|c + Σ w| ≤ tol · (c + Σ_f |φ(q)_f|
+/// Σ_j |φ(k_j)_f|)`, the exact engine's rule applied to the feature products this engine sums, so
+/// odd degrees and signed sketches whose weights cancel are refused rather than returned as
+/// noise); a non-finite normalizer or output.
 ///
 /// # Example
 /// With exact degree-2 features, linear attention *is* degree-2 attention:
@@ -287,7 +290,7 @@ fn validate<T: Element>(
     check_elements("block weights", &[block, block], size_of::<T>())?;
     check_elements(
         "linear-attention states",
-        &[m, dims.d_v + 1, scan::CHUNKS + 3],
+        &[m, dims.d_v + 2, scan::CHUNKS + 3],
         size_of::<T>(),
     )?;
     check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
@@ -295,19 +298,26 @@ fn validate<T: Element>(
 }
 
 /// One row `[Σ w v | Σ w]` → its output: the single definition of the normalizations for linear
-/// attention, shared by the engine and decoding. With sketched features the normalizer is an
-/// estimate, so only a zero one (`Sum`/`OnePlusSum`) or a non-finite output is an error.
+/// attention, shared by the engine and decoding.
+///
+/// `magnitude` is the sum of the absolute values of the terms whose sum is the row's `Σ w`: for
+/// sketched weights `⟨|φ(q)|, Σ_j |φ(k_j)|⟩` (each weight is a sum of feature products), for the
+/// exact weights of the mixed variant's local block `Σ_j |w_j|`. Rows are judged by the exact
+/// engine's rule (docs/math.md §3.3): a zero normalizer, or `|c + Σ w| ≤ tol · (c + magnitude)`
+/// (`c` the OnePlusSum bias, 0 for Sum), is an error — cancellation has left the normalizer
+/// mostly rounding noise, as odd degrees and signed sketches do. A non-finite output is an error.
 pub(crate) fn normalize_row<A: Element, T: Element>(
     row: &[A],
     normalization: Normalization,
+    magnitude: f64,
     at: RowPosition,
     out: &mut [T],
 ) -> Result<()> {
     let (num, sum) = row.split_at(out.len());
-    let den = match normalization {
-        Normalization::None => 1.0,
-        Normalization::Sum => sum[0].to_f64(),
-        Normalization::OnePlusSum(c) => c + sum[0].to_f64(),
+    let bias = match normalization {
+        Normalization::None => None,
+        Normalization::Sum => Some(0.0),
+        Normalization::OnePlusSum(c) => Some(c),
         other => {
             return Err(invalid(
                 "normalization",
@@ -316,9 +326,21 @@ pub(crate) fn normalize_row<A: Element, T: Element>(
             ));
         }
     };
-    if den == 0.0 {
-        return Err(Error::AllScoresZero { at });
-    }
+    let den = match bias {
+        None => 1.0,
+        Some(c) => {
+            let den = c + sum[0].to_f64();
+            let magnitude = c + magnitude;
+            if !(den.is_finite() && magnitude.is_finite()) {
+                return Err(Error::Overflow {
+                    at,
+                    what: "the linear-attention normalizer",
+                });
+            }
+            poly_core::check_normalizer::<T>(den, magnitude, at)?;
+            den
+        }
+    };
     let inv = 1.0 / den;
     for (o, x) in out.iter_mut().zip(num) {
         *o = T::from_f64(x.to_f64() * inv);

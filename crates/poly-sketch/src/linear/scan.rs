@@ -51,7 +51,7 @@ impl<'a, T: Element> Problem<'a, T> {
     }
 
     fn state_len(&self) -> usize {
-        self.map.feature_dim() * (self.dims.d_v + 1)
+        self.head(0).state_len()
     }
 
     /// Whether to split heads across threads (fewer heads than threads).

@@ -4,3 +4,4 @@ mod common;
 mod decoding_and_tensored;
 mod feature_maps;
 mod linear_attention;
+mod normalizer;

@@ -37,9 +37,10 @@ impl fmt::Display for CliError {
                 tolerance,
             }) => write!(
                 f,
-                "{at}: normalizer is ill-conditioned (|sum w| / sum |w| = {ratio:.3e} < \
-                 {tolerance:.0e}); odd degrees give signed weights that cancel: use an even \
-                 --degree, or --norm one-plus-sum / --norm none"
+                "{at}: normalizer is ill-conditioned (|sum w| / magnitude of its terms = \
+                 {ratio:.3e} < {tolerance:.0e}); odd degrees and signed sketches give weights \
+                 that cancel: use an even --degree (sketched: --kernel polysketch), or \
+                 --norm one-plus-sum / --norm none"
             ),
             CliError::Attention(e) => write!(f, "{e}"),
             CliError::Output(msg) => f.write_str(msg),

@@ -407,6 +407,15 @@ fn flags_that_do_not_apply_are_refused_alike() {
         &[
             "attend", "--q", &q1, "--k", &k1, "--v", &v1, "--degree", "3",
         ],
-        "use an even --degree, or --norm one-plus-sum / --norm none",
+        "use an even --degree (sketched: --kernel polysketch), or --norm one-plus-sum / --norm none",
     );
+    // The sketched engine applies the same rule: these keys cancel for every odd-degree sketch.
+    for kernel in ["polysketch", "tensorsketch", "maclaurin"] {
+        refused(
+            &[
+                "attend", "--q", &q1, "--k", &k1, "--v", &v1, "--kernel", kernel, "--degree", "3",
+            ],
+            "normalizer is ill-conditioned",
+        );
+    }
 }

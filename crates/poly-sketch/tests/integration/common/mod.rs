@@ -46,14 +46,20 @@ pub fn every_map<T: poly_sketch::SketchElement>(d: usize) -> Vec<TestMap<T>> {
                 other => panic!("no test sizes for {other:?}: add the new family here"),
             };
             let spec = MapSpec::new(kind, degree, sketch_dim, 5);
+            let map = spec.build::<T>(d).unwrap();
+            // Signed weights can cancel in a normalizer, which the engines then refuse (tested
+            // by `signed_weights_that_cancel_are_refused`): on random data these small signed
+            // maps would hit that, so their algebra is checked without a normalizer.
             let normalization = if kind == MapKind::Favor {
                 Normalization::Sum
-            } else {
+            } else if map.nonnegative_weights() {
                 Normalization::OnePlusSum(1.0)
+            } else {
+                Normalization::None
             };
             TestMap {
                 kind,
-                map: spec.build::<T>(d).unwrap(),
+                map,
                 normalization,
             }
         })
