@@ -3,25 +3,33 @@
 use crate::shell::cargo;
 use std::time::Instant;
 
-/// The steps, each a cargo command line.
-const STEPS: &[(&str, &[&str])] = &[
-    ("fmt", &["fmt", "--all", "--", "--check"]),
+/// One step of CI.
+enum Step {
+    /// A cargo command line.
+    Cargo(&'static [&'static str]),
+    /// The Python package built into a venv and its pytest suite (see `python.rs`).
+    Python,
+}
+
+/// The steps.
+const STEPS: &[(&str, Step)] = &[
+    ("fmt", Step::Cargo(&["fmt", "--all", "--", "--check"])),
     (
         "clippy",
-        &[
+        Step::Cargo(&[
             "clippy",
             "--workspace",
             "--all-targets",
             "--",
             "-D",
             "warnings",
-        ],
+        ]),
     ),
     // Every target with tests (`test = false` ones are skipped, unlike with --all-targets), and
     // the criterion benches once each in test mode; clippy has already compiled the examples.
     (
         "test",
-        &[
+        Step::Cargo(&[
             "test",
             "--workspace",
             "--tests",
@@ -29,18 +37,22 @@ const STEPS: &[(&str, &[&str])] = &[
             "attention",
             "--bench",
             "kernels",
-        ],
+        ]),
     ),
-    ("doc tests", &["test", "--workspace", "--doc"]),
+    ("doc tests", Step::Cargo(&["test", "--workspace", "--doc"])),
+    ("python", Step::Python),
 ];
 
 /// Runs every step; stops at the first failure. Prints how long each step took.
 pub fn run() -> Result<(), String> {
     let start = Instant::now();
     let mut times = Vec::new();
-    for (name, args) in STEPS {
+    for (name, step_kind) in STEPS {
         let step = Instant::now();
-        let result = cargo(args);
+        let result = match step_kind {
+            Step::Cargo(args) => cargo(args),
+            Step::Python => crate::python::test(),
+        };
         times.push((name, step.elapsed().as_secs_f64()));
         result?;
     }

@@ -8,6 +8,7 @@ mod bench_binary;
 mod ci;
 mod fuzz;
 mod profile;
+mod python;
 mod shell;
 
 use clap::{Parser, Subcommand};
@@ -55,7 +56,8 @@ enum Command {
         causal: bool,
     },
     /// fmt --check, clippy -D warnings, every test (benches once in test mode, the fuzz targets
-    /// on their corpus), doc tests.
+    /// on their corpus), doc tests, and the Python package's pytest suite (in a venv it creates
+    /// under the target directory: maturin, numpy, pytest from PyPI).
     Ci,
     /// Each fuzz target (the .npy and .safetensors loaders, the CLI's argument parsing) under
     /// AFL++ for --seconds; fails on any crash or hang. Installs cargo-afl on first use.
@@ -67,6 +69,10 @@ enum Command {
         #[arg(long)]
         target: Option<String>,
     },
+    /// The Python package against PyTorch (SDPA and hand-written polynomial attention) and the
+    /// Python-call overhead against the engine alone, on a release build (python/bench/peers.py;
+    /// `POLYATTN_VENV` selects a venv that has torch; `--help` lists the script's options).
+    PyBench(Forwarded),
     /// The criterion benches (kernels vs the GEMM rate, power kernel vs memcpy, feature maps,
     /// decoding); arguments go to criterion (`--quick` for a fast indicative pass).
     Bench(Forwarded),
@@ -82,6 +88,7 @@ fn main() {
         Command::Memory(f) => memory(&f.args),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),
+        Command::PyBench(f) => python::bench(&f.args),
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Command::Bench(f) => {
             let mut args = vec!["bench", "--bench", "attention", "--bench", "kernels", "--"];

@@ -13,6 +13,25 @@ use poly_core::primitives::{powi, rank_one_update, weighted_row_sum};
 use poly_core::{
     Element, Error, Normalization, Result, RowPosition, check_elements, layernorm_in_place,
 };
+use std::sync::Arc;
+
+/// The map a state decodes with: borrowed from the caller, or shared (for owners such as the
+/// Python binding, where a state cannot borrow from another object).
+#[derive(Clone)]
+enum MapHandle<'m, T: Element> {
+    Borrowed(&'m dyn FeatureMap<T>),
+    Shared(Arc<dyn FeatureMap<T>>),
+}
+
+impl<'m, T: Element> std::ops::Deref for MapHandle<'m, T> {
+    type Target = dyn FeatureMap<T> + 'm;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            MapHandle::Borrowed(map) => *map,
+            MapHandle::Shared(map) => map.as_ref(),
+        }
+    }
+}
 
 /// The running state of one head, bound to the feature map it was built with.
 ///
@@ -38,7 +57,7 @@ use poly_core::{
 /// ```
 #[derive(Clone)]
 pub struct DecodingState<'m, T: Element> {
-    map: &'m dyn FeatureMap<T>,
+    map: MapHandle<'m, T>,
     d: usize,
     d_v: usize,
     m: usize,
@@ -67,6 +86,21 @@ pub struct DecodingState<'m, T: Element> {
     c: Vec<T>,
 }
 
+impl<T: Element> DecodingState<'static, T> {
+    /// [`DecodingState::new`] with a map the state shares ownership of, for owners that cannot
+    /// lend it (a Python object, a state sent elsewhere).
+    ///
+    /// # Errors
+    /// As [`DecodingState::new`].
+    pub fn new_shared(
+        map: Arc<dyn FeatureMap<T>>,
+        d_v: usize,
+        cfg: &LinearAttentionConfig,
+    ) -> Result<Self> {
+        Self::with_handle(MapHandle::Shared(map), d_v, cfg)
+    }
+}
+
 impl<'m, T: Element> DecodingState<'m, T> {
     /// An empty state for values of dimension `d_v`, with the normalization, LayerNorm, scale and
     /// mixed variant of `cfg` (its mask, block size when not mixed, and threads do not apply).
@@ -79,6 +113,10 @@ impl<'m, T: Element> DecodingState<'m, T> {
         d_v: usize,
         cfg: &LinearAttentionConfig,
     ) -> Result<Self> {
+        Self::with_handle(MapHandle::Borrowed(map), d_v, cfg)
+    }
+
+    fn with_handle(map: MapHandle<'m, T>, d_v: usize, cfg: &LinearAttentionConfig) -> Result<Self> {
         let invalid = |name, value: String, expected| Error::InvalidParameter {
             name,
             value,

@@ -1,0 +1,209 @@
+//! `attention`, `linear_attention` and the engine-only timer the overhead benchmark uses.
+
+use crate::arrays::{Triple, output, tensor};
+use crate::errors::{to_py, value_error};
+use crate::maps::PyFeatureMap;
+use crate::options;
+use poly_core::{AttentionConfig, Element, Kernel, TensorName, TensorRef};
+use poly_sketch::{FeatureMap, LinearAttentionConfig, SketchElement};
+use pyo3::prelude::*;
+use std::time::Instant;
+
+/// The exact engine's configuration from the keyword arguments.
+#[allow(clippy::too_many_arguments)]
+fn exact_config(
+    kernel: &str,
+    degree: Option<u32>,
+    causal: bool,
+    norm: &str,
+    norm_bias: Option<f64>,
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<AttentionConfig> {
+    let kernel = match (kernel, degree) {
+        ("poly", degree) => Kernel::Polynomial {
+            degree: degree.unwrap_or(4),
+        },
+        ("softmax", None) => Kernel::Softmax,
+        ("softmax", Some(_)) => {
+            return Err(value_error(
+                "degree applies only to kernel=\"poly\", not softmax",
+            ));
+        }
+        (other, _) => {
+            return Err(value_error(format!(
+                "invalid kernel = {other:?}: expected \"poly\" or \"softmax\" (sketched kernels: \
+                 linear_attention with a feature map)"
+            )));
+        }
+    };
+    let mut cfg = AttentionConfig::new(kernel)
+        .with_mask(options::mask(causal))
+        .with_normalization(options::normalization(norm, norm_bias)?)
+        .with_layernorm(layernorm)
+        .with_threads(options::threads(threads)?);
+    cfg.scale = scale;
+    cfg.validate().map_err(to_py)?;
+    Ok(cfg)
+}
+
+/// The rank the output keeps: q's.
+fn query_rank(q: &Bound<'_, PyAny>) -> PyResult<usize> {
+    q.getattr("ndim")?.extract()
+}
+
+fn run_exact<'py, T: Element + numpy::Element>(
+    py: Python<'py>,
+    [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
+    cfg: &AttentionConfig,
+    rank: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (q, k, v) = views(q, k, v)?;
+    let out = py
+        .detach(|| poly_core::attention(q, k, v, cfg))
+        .map_err(to_py)?;
+    output(py, out, rank)
+}
+
+type Views<'a, T> = (TensorRef<'a, T>, TensorRef<'a, T>, TensorRef<'a, T>);
+
+fn views<'a, T: Element + numpy::Element>(
+    q: &'a numpy::PyReadonlyArrayDyn<'_, T>,
+    k: &'a numpy::PyReadonlyArrayDyn<'_, T>,
+    v: &'a numpy::PyReadonlyArrayDyn<'_, T>,
+) -> PyResult<Views<'a, T>> {
+    Ok((
+        tensor(q, TensorName::Query)?,
+        tensor(k, TensorName::Key)?,
+        tensor(v, TensorName::Value)?,
+    ))
+}
+
+/// Exact polynomial or softmax attention (see `polyattn.attention`).
+#[pyfunction]
+#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn attention<'py>(
+    py: Python<'py>,
+    q: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    kernel: &str,
+    degree: Option<u32>,
+    causal: bool,
+    norm: &str,
+    norm_bias: Option<f64>,
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cfg = exact_config(
+        kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
+    )?;
+    let rank = query_rank(q)?;
+    match Triple::extract(q, k, v)? {
+        Triple::F32(arrays) => run_exact(py, &arrays, &cfg, rank),
+        Triple::F64(arrays) => run_exact(py, &arrays, &cfg, rank),
+    }
+}
+
+/// Times `repeat` calls of the exact engine alone on these arrays (seconds per call): the
+/// baseline of the Python-overhead benchmark, measured in the same process.
+#[pyfunction]
+#[pyo3(signature = (q, k, v, repeat, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn time_engine(
+    py: Python<'_>,
+    q: &Bound<'_, PyAny>,
+    k: &Bound<'_, PyAny>,
+    v: &Bound<'_, PyAny>,
+    repeat: usize,
+    kernel: &str,
+    degree: Option<u32>,
+    causal: bool,
+    norm: &str,
+    norm_bias: Option<f64>,
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<Vec<f64>> {
+    let cfg = exact_config(
+        kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
+    )?;
+    fn timed<T: Element + numpy::Element>(
+        py: Python<'_>,
+        [q, k, v]: &[numpy::PyReadonlyArrayDyn<'_, T>; 3],
+        cfg: &AttentionConfig,
+        repeat: usize,
+    ) -> PyResult<Vec<f64>> {
+        let (q, k, v) = views(q, k, v)?;
+        py.detach(|| {
+            (0..repeat)
+                .map(|_| {
+                    let start = Instant::now();
+                    poly_core::attention(q, k, v, cfg).map(|out| {
+                        let seconds = start.elapsed().as_secs_f64();
+                        drop(out);
+                        seconds
+                    })
+                })
+                .collect::<poly_core::Result<Vec<f64>>>()
+        })
+        .map_err(to_py)
+    }
+    match Triple::extract(q, k, v)? {
+        Triple::F32(arrays) => timed(py, &arrays, &cfg, repeat),
+        Triple::F64(arrays) => timed(py, &arrays, &cfg, repeat),
+    }
+}
+
+fn run_linear<'py, T: SketchElement + numpy::Element>(
+    py: Python<'py>,
+    [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+    rank: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (q, k, v) = views(q, k, v)?;
+    let out = py
+        .detach(|| poly_sketch::linear_attention(q, k, v, map, cfg))
+        .map_err(to_py)?;
+    output(py, out, rank)
+}
+
+/// Linear-time attention with a feature map (see `polyattn.linear_attention`).
+#[pyfunction]
+#[pyo3(signature = (q, k, v, *, feature_map, causal=false, block=256, local_exact=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn linear_attention<'py>(
+    py: Python<'py>,
+    q: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    feature_map: PyRef<'py, PyFeatureMap>,
+    causal: bool,
+    block: usize,
+    local_exact: bool,
+    norm: &str,
+    norm_bias: Option<f64>,
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut cfg = LinearAttentionConfig::default()
+        .with_mask(options::mask(causal))
+        .with_block(block)
+        .with_local_exact(local_exact)
+        .with_normalization(options::normalization(norm, norm_bias)?)
+        .with_layernorm(layernorm)
+        .with_threads(options::threads(threads)?);
+    if let Some(s) = scale {
+        cfg = cfg.with_scale(s);
+    }
+    let rank = query_rank(q)?;
+    match Triple::extract(q, k, v)? {
+        Triple::F32(arrays) => run_linear(py, &arrays, feature_map.f32.as_ref(), &cfg, rank),
+        Triple::F64(arrays) => run_linear(py, &arrays, feature_map.f64.as_ref(), &cfg, rank),
+    }
+}
