@@ -204,3 +204,26 @@ fn sizes_beyond_the_machine_are_errors_not_aborts() {
     assert!(poly_sketch::ExactDegree2::new(0).is_err());
     assert!(poly_sketch::ExactDegree2::new(usize::MAX).is_err());
 }
+
+#[test]
+fn a_state_that_shares_its_map_decodes_like_one_that_borrows_it() {
+    let (d, d_v) = (5, 3);
+    let map: std::sync::Arc<dyn FeatureMap<f32>> = std::sync::Arc::new(
+        SelfTensoredSketch::<f32>::new(d, 4, 8, 1, SketchScale::Unbiased).unwrap(),
+    );
+    let cfg = LinearAttentionConfig::default().with_normalization(Normalization::Sum);
+    let mut borrowed = DecodingState::new(map.as_ref(), d_v, &cfg).unwrap();
+    let mut shared = DecodingState::new_shared(map.clone(), d_v, &cfg).unwrap();
+    let data: Vec<f32> = random_vec(4, 20 * d).iter().map(|&x| x as f32).collect();
+    for row in data.chunks_exact(d) {
+        let (a, b) = (
+            borrowed.step(row, row, &row[..d_v]).unwrap(),
+            shared.step(row, row, &row[..d_v]).unwrap(),
+        );
+        assert_eq!(
+            a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(shared.len(), 20);
+}
