@@ -126,14 +126,14 @@ def main():
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": ARGS.threads,
+        "machine": {"cpu": cpu_model(), "threads": ARGS.threads,
                     "loadavg": os.getloadavg(), "python": platform.python_version(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                     "numpy": np.__version__},
         "torch": None if torch is None else {
             "version": torch.__version__,
-            "blas": next((line.strip() for line in torch.__config__.show().splitlines()
-                          if "BLAS_INFO" in line), "unknown"),
+            "blas": next((part.strip() for part in torch.__config__.show().split(",")
+                          if "BLAS_INFO" in part), "BLAS_INFO=unknown").split("=")[-1],
             "threads": torch.get_num_threads(),
         },
         "batch_heads": bh, "d": d, "rows": rows, "overhead": overhead,
@@ -142,6 +142,17 @@ def main():
     with open(os.path.join(ARGS.out, "peers.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(markdown(report))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def markdown(report):
