@@ -154,3 +154,20 @@ def test_decoding_matches_causal_linear_attention_at_every_position(dtype, local
         np.testing.assert_allclose(got, want[t], rtol=TOL[np.dtype(dtype).type] * 10,
                                    atol=TOL[np.dtype(dtype).type])
     assert len(state) == n
+
+
+@pytest.mark.parametrize("kernel", ["poly", "softmax"])
+def test_grouped_key_value_heads_equal_repeated_ones(kernel):
+    q = draw(1, (2, 6, 33, 8), np.float32)
+    k, v = draw(2, (2, 2, 40, 8), np.float32), draw(3, (2, 2, 40, 5), np.float32)
+    grouped = polyattn.attention(q, k, v, kernel=kernel, causal=True)
+    repeated = polyattn.attention(q, np.repeat(k, 3, axis=1), np.repeat(v, 3, axis=1),
+                                  kernel=kernel, causal=True)
+    np.testing.assert_array_equal(grouped, repeated)
+    phi = polyattn.SelfTensoredSketch(8, degree=4, sketch_dim=8)
+    lin = polyattn.linear_attention(q[:, :, :40], k, v, feature_map=phi)
+    lin_rep = polyattn.linear_attention(q[:, :, :40], np.repeat(k, 3, axis=1),
+                                        np.repeat(v, 3, axis=1), feature_map=phi)
+    np.testing.assert_array_equal(lin, lin_rep)
+    with pytest.raises(ValueError, match="do not divide"):
+        polyattn.attention(q, k[:, :1].repeat(4, axis=1), v[:, :1].repeat(4, axis=1))

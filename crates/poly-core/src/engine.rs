@@ -199,8 +199,8 @@ fn attend_validated<T: Element>(
         .for_each(|(bh, head_out)| {
             let job = HeadJob {
                 q: &q_data[bh * q_head..(bh + 1) * q_head],
-                k: &k_data[bh * k_head..(bh + 1) * k_head],
-                v: &v.as_slice()[bh * v_head..(bh + 1) * v_head],
+                k: &k_data[dims.kv_index(bh) * k_head..(dims.kv_index(bh) + 1) * k_head],
+                v: &v.as_slice()[dims.kv_index(bh) * v_head..(dims.kv_index(bh) + 1) * v_head],
                 cfg,
                 dims: &dims,
                 plan,

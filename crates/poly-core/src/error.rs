@@ -83,6 +83,14 @@ pub enum Error {
         /// The length found.
         found: usize,
     },
+    /// Grouped-query attention: k and v have `kv_heads` heads, which must divide q's `heads` (each
+    /// group of `heads / kv_heads` query heads shares one key/value head).
+    HeadGroups {
+        /// q's head count.
+        heads: usize,
+        /// k's (and v's) head count.
+        kv_heads: usize,
+    },
     /// A tensor has an axis of length zero.
     EmptyDimension {
         /// The tensor with the empty axis.
@@ -168,6 +176,11 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "tensor {tensor}: axis {axis} has length {found}, expected {expected}"
+            ),
+            Error::HeadGroups { heads, kv_heads } => write!(
+                f,
+                "tensor k: {kv_heads} heads do not divide q's {heads} heads (grouped-query \
+                 attention shares each k/v head among a whole group of query heads)"
             ),
             Error::EmptyDimension { tensor, axis } => {
                 write!(f, "tensor {tensor}: axis {axis} has length 0")

@@ -22,14 +22,7 @@ mod tests {
 
     #[test]
     fn causal_counts_the_lower_triangle() {
-        let dims = Dims {
-            batch: 2,
-            heads: 4,
-            n_q: 4096,
-            n_k: 4096,
-            d: 64,
-            d_v: 64,
-        };
+        let dims = Dims::new(2, 4, 4096, 4096, 64, 64);
         let full = exact_attention_flops(&dims, Mask::None);
         assert_eq!(full, 8.0 * 4.0 * 4096.0 * 4096.0 * 64.0);
         let causal = exact_attention_flops(&dims, Mask::Causal);

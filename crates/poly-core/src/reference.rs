@@ -39,8 +39,10 @@ pub fn reference_attention<T: Element>(
     for batch in 0..dims.batch {
         for head in 0..dims.heads {
             let qs = rows_f64(q.head(batch, head)?, dims.d, cfg.layernorm);
-            let ks = rows_f64(k.head(batch, head)?, dims.d, cfg.layernorm);
-            let vs = rows_f64(v.head(batch, head)?, dims.d_v, false);
+            // Grouped-query attention: query head `head` reads k/v head `head / group`.
+            let kv = head / dims.group();
+            let ks = rows_f64(k.head(batch, kv)?, dims.d, cfg.layernorm);
+            let vs = rows_f64(v.head(batch, kv)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
                 let visible = dims.visible_keys(cfg.mask, i);
                 debug_assert!(cfg.mask == Mask::Causal || visible == dims.n_k);

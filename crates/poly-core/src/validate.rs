@@ -12,8 +12,11 @@ use crate::tensor::{TensorRef, axis_name};
 pub struct Dims {
     /// Batch size.
     pub batch: usize,
-    /// Heads per batch entry.
+    /// Query heads per batch entry.
     pub heads: usize,
+    /// Key/value heads per batch entry: `heads` for ordinary multi-head attention, a divisor of
+    /// it for grouped-query attention (1: multi-query).
+    pub kv_heads: usize,
     /// Number of queries per head.
     pub n_q: usize,
     /// Number of keys (and values) per head.
@@ -38,11 +41,29 @@ impl Dims {
         Dims {
             batch,
             heads,
+            kv_heads: heads,
             n_q,
             n_k,
             d,
             d_v,
         }
+    }
+
+    /// The same dimensions with `kv_heads` key/value heads (grouped-query attention).
+    pub const fn with_kv_heads(self, kv_heads: usize) -> Self {
+        Dims { kv_heads, ..self }
+    }
+
+    /// Query heads that share one key/value head.
+    pub fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// The flat (batch, key/value head) index that the flat (batch, query head) index `bh`
+    /// reads: query head `h` of batch `b` reads k/v head `h / group` of batch `b`.
+    pub fn kv_index(&self, bh: usize) -> usize {
+        let (batch, head) = (bh / self.heads, bh % self.heads);
+        batch * self.kv_heads + head / self.group()
     }
 
     /// Shape of the output: q's leading dimensions and v's last.
@@ -101,11 +122,14 @@ pub fn check_inputs<T: Element>(
     }
     let [batch, heads, n_q, d] = q.shape();
     check_axis(TensorName::Key, k.shape(), 0, batch)?;
-    check_axis(TensorName::Key, k.shape(), 1, heads)?;
+    let kv_heads = k.shape()[1];
+    if !heads.is_multiple_of(kv_heads) {
+        return Err(Error::HeadGroups { heads, kv_heads });
+    }
     check_axis(TensorName::Key, k.shape(), 3, d)?;
     let n_k = k.shape()[2];
     check_axis(TensorName::Value, v.shape(), 0, batch)?;
-    check_axis(TensorName::Value, v.shape(), 1, heads)?;
+    check_axis(TensorName::Value, v.shape(), 1, kv_heads)?;
     check_axis(TensorName::Value, v.shape(), 2, n_k)?;
     let d_v = v.shape()[3];
     for (name, t) in tensors {
@@ -120,6 +144,7 @@ pub fn check_inputs<T: Element>(
     let dims = Dims {
         batch,
         heads,
+        kv_heads,
         n_q,
         n_k,
         d,

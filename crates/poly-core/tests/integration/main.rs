@@ -3,6 +3,7 @@
 mod accuracy;
 mod common;
 mod errors;
+mod grouped_heads;
 mod overflow;
 mod properties;
 mod proptests;

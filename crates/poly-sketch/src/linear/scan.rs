@@ -33,10 +33,12 @@ impl<'a, T: Element> Problem<'a, T> {
         let Dims {
             d, d_v, n_q, n_k, ..
         } = self.dims;
+        let kv = self.dims.kv_index(bh);
         Head {
             q: &self.q[bh * n_q * d..(bh + 1) * n_q * d],
-            k: &self.k[bh * n_k * d..(bh + 1) * n_k * d],
-            v: &self.v[bh * n_k * d_v..(bh + 1) * n_k * d_v],
+            // Grouped-query attention: the k/v head this query head's group shares.
+            k: &self.k[kv * n_k * d..(kv + 1) * n_k * d],
+            v: &self.v[kv * n_k * d_v..(kv + 1) * n_k * d_v],
             d,
             d_v,
             map: self.map,
@@ -133,18 +135,24 @@ fn first_error(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
-/// Key totals of every (head, chunk), in order: in parallel over all of them.
+/// Key totals of every (key/value head, chunk), in order: in parallel over all of them. Keys
+/// do not depend on the query head, so a group of query heads (grouped-query attention) shares
+/// its totals: index them with [`Dims::kv_index`].
 fn all_totals<T: Element>(p: &Problem<'_, T>, ranges: &[Range<usize>]) -> Vec<Vec<Vec<T>>> {
     let b = p.block();
-    let tasks: Vec<(usize, Range<usize>)> = (0..p.dims.batch_heads())
-        .flat_map(|bh| ranges.iter().map(move |r| (bh, r.clone())))
+    let kv_heads = p.dims.batch * p.dims.kv_heads;
+    // The first query head of each group stands for the group's key side.
+    let query_head =
+        |kv: usize| (kv / p.dims.kv_heads) * p.dims.heads + (kv % p.dims.kv_heads) * p.dims.group();
+    let tasks: Vec<(usize, Range<usize>)> = (0..kv_heads)
+        .flat_map(|kv| ranges.iter().map(move |r| (query_head(kv), r.clone())))
         .collect();
     let flat: Vec<Vec<T>> = tasks
         .into_par_iter()
         .map(|(bh, range)| chunk_total(&p.head(bh), range, b, p.state_len()))
         .collect();
     let mut flat = flat.into_iter();
-    (0..p.dims.batch_heads())
+    (0..kv_heads)
         .map(|_| flat.by_ref().take(ranges.len()).collect())
         .collect()
 }
@@ -170,7 +178,8 @@ pub(super) fn non_causal<T: Element>(p: &Problem<'_, T>, out: &mut [T]) -> Resul
             for (start, rows) in blocks(range.clone(), b) {
                 head.query_block(start, rows, &mut s);
                 let at = (start - range.start) * p.dims.d_v;
-                head.read_state(start, rows, &mut s, &states[bh], &mut piece[at..])?;
+                let state = &states[p.dims.kv_index(bh)];
+                head.read_state(start, rows, &mut s, state, &mut piece[at..])?;
             }
             Ok(())
         })
@@ -222,7 +231,7 @@ pub(super) fn block_causal<T: Element>(p: &Problem<'_, T>, out: &mut [T]) -> Res
                 causal_chunk(
                     &head,
                     range,
-                    &prefixes[bh][c],
+                    &prefixes[p.dims.kv_index(bh)][c],
                     &mut s,
                     &mut chunk_state,
                     piece,

@@ -3,5 +3,6 @@
 mod common;
 mod decoding_and_tensored;
 mod feature_maps;
+mod grouped_heads;
 mod linear_attention;
 mod normalizer;

@@ -60,6 +60,16 @@ fn expect_error(args: &[&str], needle: &str) {
     assert!(stdout.is_empty());
 }
 
+/// The f32 data of an output file, after checking its shape.
+fn read_f32(path: &Path, shape: &[usize]) -> Vec<f32> {
+    let result = read_npy(path).unwrap();
+    assert_eq!(result.shape, shape);
+    let TensorData::F32(got) = result.data else {
+        panic!("expected f32 output")
+    };
+    got
+}
+
 /// The library reference on `[h, n, d]` inputs, flattened.
 fn expected(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 4], cfg: &AttentionConfig) -> Vec<f64> {
     let [h, n, d, dv] = dims;
@@ -105,11 +115,7 @@ fn attend_poly_causal_on_npy_files() {
         "2",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let result = read_npy(&out).unwrap();
-    assert_eq!(result.shape, vec![h, n, dv]);
-    let TensorData::F32(got) = result.data else {
-        panic!("expected f32 output")
-    };
+    let got = read_f32(&out, &[h, n, dv]);
     let cfg = AttentionConfig::polynomial(6)
         .with_mask(Mask::Causal)
         .with_normalization(Normalization::OnePlusSum(0.5));
@@ -118,6 +124,55 @@ fn attend_poly_causal_on_npy_files() {
     for (g, w) in got.iter().zip(&want) {
         assert!((*g as f64 - w).abs() <= 1e-4 * scale);
     }
+}
+
+#[test]
+fn grouped_key_value_heads_are_inferred_from_the_shapes() {
+    let f = Files::new();
+    let (h, h_kv, n, d, dv) = (4, 2, 30, 8, 5);
+    let (q, k, v) = (
+        random(4, h * n * d),
+        random(5, h_kv * n * d),
+        random(6, h_kv * n * dv),
+    );
+    // The same k/v heads, repeated for each query head of their group.
+    let repeat = |x: &[f32], width: usize| -> Vec<f32> {
+        x.chunks_exact(n * width)
+            .flat_map(|head| head.iter().chain(head).copied().collect::<Vec<_>>())
+            .collect()
+    };
+    let (k_rep, v_rep) = (repeat(&k, d), repeat(&v, dv));
+    let args_q = f.npy("q.npy", &[h, n, d], &q);
+    let run = |k: &[f32], v: &[f32], heads: usize, tag: &str| {
+        let args_k = f.npy(&format!("k{tag}.npy"), &[heads, n, d], k);
+        let args_v = f.npy(&format!("v{tag}.npy"), &[heads, n, dv], v);
+        let out = f.path(&format!("o{tag}.npy"));
+        let (code, _, stderr) = polyattn(&[
+            "attend",
+            "--q",
+            &args_q,
+            "--k",
+            &args_k,
+            "--v",
+            &args_v,
+            "--out",
+            s(&out),
+            "--causal",
+            "--kernel",
+            "softmax",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        read_f32(&out, &[h, n, dv])
+    };
+    let grouped = run(&k, &v, h_kv, "g");
+    let repeated = run(&k_rep, &v_rep, h, "r");
+    assert_eq!(grouped, repeated);
+    let k3 = f.npy("k3.npy", &[3, n, d], &random(7, 3 * n * d));
+    let v3 = f.npy("v3.npy", &[3, n, dv], &random(8, 3 * n * dv));
+    expect_error(
+        &["attend", "--q", &args_q, "--k", &k3, "--v", &v3],
+        "3 heads do not divide q's 4 heads",
+    );
 }
 
 #[test]
