@@ -81,6 +81,7 @@ def attention(
     scale: Optional[float] = None,
     layernorm: bool = False,
     threads: Optional[int] = None,
+    window: Optional[int] = None,
 ) -> np.ndarray:
     """Exact attention: weights ``(s·q·k)^degree`` (``kernel="poly"``) or ``exp(s·q·k)``
     (``kernel="softmax"``) over the visible keys, normalized by ``norm``.
@@ -95,6 +96,12 @@ def attention(
         scale: multiplies q·k (default 1 for poly, 1/√d for softmax).
         layernorm: LayerNorm q and k rows (no affine) first.
         threads: a dedicated pool of this many threads (default: the global pool).
+        window: sliding-window attention over ``window`` keys: query i (at key position
+            i' = i + n_k − n_q) sees i' − window < j ≤ i' when causal, |i' − j| < window
+            otherwise; costs O(n·window).
+
+    K and v may have fewer heads than q (grouped-query attention): ``H_kv`` must divide ``H``,
+    and query head h reads k/v head h // (H / H_kv).
 
     Returns:
         ``[..., n_q, d_v]`` in q's rank and dtype.
@@ -115,6 +122,7 @@ def attention(
         scale=scale,
         layernorm=layernorm,
         threads=threads,
+        window=window,
     )
 
 

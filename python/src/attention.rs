@@ -82,7 +82,7 @@ fn views<'a, T: Element + numpy::Element>(
 
 /// Exact polynomial or softmax attention (see `polyattn.attention`).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attention<'py>(
     py: Python<'py>,
@@ -97,10 +97,13 @@ pub fn attention<'py>(
     scale: Option<f64>,
     layernorm: bool,
     threads: Option<usize>,
+    window: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let cfg = exact_config(
+    let mut cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
     )?;
+    cfg.window = window;
+    cfg.validate().map_err(to_py)?;
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
         Triple::F32(arrays) => run_exact(py, &arrays, &cfg, rank),

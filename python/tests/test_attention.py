@@ -171,3 +171,18 @@ def test_grouped_key_value_heads_equal_repeated_ones(kernel):
     np.testing.assert_array_equal(lin, lin_rep)
     with pytest.raises(ValueError, match="do not divide"):
         polyattn.attention(q, k[:, :1].repeat(4, axis=1), v[:, :1].repeat(4, axis=1))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_window_equals_the_dense_band(causal):
+    q, k, v = (draw(s, (2, 45, 6), np.float64, 0.1, 1.0) for s in range(3))
+    w = 6
+    at = np.arange(45)[:, None]
+    j = np.arange(45)[None, :]
+    band = (j <= at) & (j > at - w) if causal else np.abs(at - j) < w
+    weights = np.where(band, (q @ np.swapaxes(k, -1, -2)) ** 3, 0.0)
+    want = (weights @ v) / weights.sum(-1, keepdims=True)
+    got = polyattn.attention(q, k, v, degree=3, causal=causal, window=w)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    with pytest.raises(ValueError, match="window"):
+        polyattn.attention(q, k, v, window=0)

@@ -81,6 +81,9 @@ pub struct AttentionConfig {
     pub layernorm: bool,
     /// How many threads run the engine.
     pub threads: Threads,
+    /// Sliding-window (local) attention: query i, aligned to key position i' = i + n_k − n_q,
+    /// sees keys j with i' − w < j ≤ i' (causal) or |i' − j| < w (no mask). `None`: no window.
+    pub window: Option<usize>,
 }
 
 /// LayerNorm epsilon (docs/math.md §1).
@@ -97,6 +100,7 @@ impl AttentionConfig {
             scale: None,
             layernorm: false,
             threads: Threads::Global,
+            window: None,
         }
     }
 
@@ -136,6 +140,13 @@ impl AttentionConfig {
     pub fn with_threads(self, threads: Threads) -> Self {
         AttentionConfig { threads, ..self }
     }
+    /// The same configuration with a sliding window of `window` keys (see [`Self::window`]).
+    pub fn with_window(self, window: usize) -> Self {
+        AttentionConfig {
+            window: Some(window),
+            ..self
+        }
+    }
 
     /// The scale actually applied to `q·k` for head dimension `dim`.
     pub fn effective_scale(&self, dim: usize) -> f64 {
@@ -174,6 +185,13 @@ impl AttentionConfig {
                 name: "norm-bias",
                 value: c.to_string(),
                 expected: "a finite number ≥ 0",
+            });
+        }
+        if self.window == Some(0) {
+            return Err(Error::InvalidParameter {
+                name: "window",
+                value: "0".into(),
+                expected: "a window of ≥ 1 keys",
             });
         }
         Ok(())

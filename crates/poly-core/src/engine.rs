@@ -15,7 +15,7 @@
 //! Small problems (`n_k ≤ SMALL_KEYS`) take all keys as a single tile, i.e. the scores of a query
 //! tile are materialized and no rescaling happens — chosen automatically.
 
-use crate::config::{AttentionConfig, Kernel, Mask, Threads};
+use crate::config::{AttentionConfig, Kernel, Threads};
 use crate::element::Element;
 use crate::error::{Error, Result, RowPosition};
 use crate::gemm::{gemm_abt, gemm_add_ab};
@@ -269,21 +269,24 @@ impl<T: Element> HeadJob<'_, T> {
         scratch.max[..rows].fill(initial_max);
         scratch.sum[..rows].fill(T::ZERO);
         scratch.abs_sum[..rows].fill(T::ZERO);
-        let visible = |r: usize| dims.visible_keys(cfg.mask, first_row + r);
-        let key_end = visible(rows - 1);
-        let mut key_start = 0;
+        let visible = |r: usize| dims.key_range(cfg.mask, cfg.window, first_row + r);
+        // Ranges never shrink from row to row: the tile's keys run from its first row's first
+        // visible key to its last row's last one, so tiles outside a window's band are skipped.
+        let key_end = visible(rows - 1).end;
+        let mut key_start = visible(0).start;
         while key_start < key_end {
             let cols = plan.key.min(key_end - key_start);
             let scores = &mut scratch.scores[..rows * cols];
             let k_tile = &self.k[key_start * d..(key_start + cols) * d];
             gemm_abt(scores, q_tile, k_tile, rows, cols, d, self.scale);
             for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-                let len = match cfg.mask {
-                    Mask::None => cols,
-                    Mask::Causal => visible(r).saturating_sub(key_start).min(cols),
-                };
-                let (vis, hidden) = row.split_at_mut(len);
-                hidden.fill(T::ZERO);
+                let range = visible(r);
+                let end = range.end.saturating_sub(key_start).min(cols);
+                let start = range.start.saturating_sub(key_start).min(end);
+                let (before, rest) = row.split_at_mut(start);
+                let (vis, after) = rest.split_at_mut(end - start);
+                before.fill(T::ZERO);
+                after.fill(T::ZERO);
                 if vis.is_empty() {
                     continue;
                 }

@@ -6,14 +6,28 @@ use crate::validate::Dims;
 
 /// Number of (query, key) pairs visible under `mask`, per head.
 pub fn visible_pairs(dims: &Dims, mask: Mask) -> u64 {
+    visible_pairs_in_window(dims, mask, None)
+}
+
+/// Number of (query, key) pairs visible under `mask` and a sliding `window`, per head: about
+/// `n·w` for a window of `w`, the work the engine does.
+pub fn visible_pairs_in_window(dims: &Dims, mask: Mask, window: Option<usize>) -> u64 {
     (0..dims.n_q)
-        .map(|i| dims.visible_keys(mask, i) as u64)
+        .map(|i| dims.key_range(mask, window, i).len() as u64)
         .sum()
 }
 
 /// FLOPs of exact attention over all batch × heads.
 pub fn exact_attention_flops(dims: &Dims, mask: Mask) -> f64 {
-    dims.batch_heads() as f64 * visible_pairs(dims, mask) as f64 * 2.0 * (dims.d + dims.d_v) as f64
+    exact_attention_flops_in_window(dims, mask, None)
+}
+
+/// FLOPs of exact attention with a sliding `window`, over all batch × heads.
+pub fn exact_attention_flops_in_window(dims: &Dims, mask: Mask, window: Option<usize>) -> f64 {
+    dims.batch_heads() as f64
+        * visible_pairs_in_window(dims, mask, window) as f64
+        * 2.0
+        * (dims.d + dims.d_v) as f64
 }
 
 #[cfg(test)]

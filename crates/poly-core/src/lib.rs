@@ -45,7 +45,9 @@ pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Th
 pub use element::Element;
 pub use engine::{KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, run_with_threads};
 pub use error::{Error, Result, RowPosition, TensorName};
-pub use flops::{exact_attention_flops, visible_pairs};
+pub use flops::{
+    exact_attention_flops, exact_attention_flops_in_window, visible_pairs, visible_pairs_in_window,
+};
 pub use layernorm::{layernorm_in_place, layernorm_rows};
 pub use normalize::check_normalizer;
 pub use reference::reference_attention;

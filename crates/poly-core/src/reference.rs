@@ -3,7 +3,7 @@
 //! Written independently of the streaming engine (its own LayerNorm, powers and normalization) so
 //! that a mistake in one is caught by the other. Only input validation is shared.
 
-use crate::config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization};
+use crate::config::{AttentionConfig, Kernel, LAYERNORM_EPS, Normalization};
 use crate::element::Element;
 use crate::error::{Error, Result, RowPosition};
 use crate::tensor::{Tensor, TensorRef};
@@ -44,9 +44,8 @@ pub fn reference_attention<T: Element>(
             let ks = rows_f64(k.head(batch, kv)?, dims.d, cfg.layernorm);
             let vs = rows_f64(v.head(batch, kv)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
-                let visible = dims.visible_keys(cfg.mask, i);
-                debug_assert!(cfg.mask == Mask::Causal || visible == dims.n_k);
-                let scores: Vec<f64> = ks[..visible]
+                let visible = dims.key_range(cfg.mask, cfg.window, i);
+                let scores: Vec<f64> = ks[visible.clone()]
                     .iter()
                     .map(|kj| scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>())
                     .collect();
@@ -55,7 +54,7 @@ pub fn reference_attention<T: Element>(
                     head,
                     row: i,
                 };
-                let row = reference_row::<T>(&scores, &vs[..visible], dims.d_v, cfg, at)?;
+                let row = reference_row::<T>(&scores, &vs[visible], dims.d_v, cfg, at)?;
                 out.extend(row);
             }
         }

@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::kernels::first_non_finite;
 use crate::tensor::{TensorRef, axis_name};
+use std::ops::Range;
 
 /// The dimensions of one attention problem, after validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,12 +75,27 @@ impl Dims {
     pub fn batch_heads(&self) -> usize {
         self.batch * self.heads
     }
-    /// How many keys query `row` sees under `mask`.
+    /// How many keys query `row` sees under `mask` (no window).
     pub fn visible_keys(&self, mask: Mask, row: usize) -> usize {
-        match mask {
-            Mask::None => self.n_k,
-            Mask::Causal => (row + self.n_k + 1).saturating_sub(self.n_q).min(self.n_k),
-        }
+        self.key_range(mask, None, row).len()
+    }
+
+    /// The keys query `row` sees under `mask` and an optional sliding `window` (see
+    /// [`crate::AttentionConfig::window`]): always one contiguous range, whose ends never decrease
+    /// from one row to the next.
+    pub fn key_range(&self, mask: Mask, window: Option<usize>, row: usize) -> Range<usize> {
+        let n_k = self.n_k as i128;
+        // Queries align with the last keys: row i sits at key position i + n_k − n_q.
+        let at = row as i128 + n_k - self.n_q as i128;
+        let clamp = |x: i128| x.clamp(0, n_k) as usize;
+        let (lo, hi) = match (mask, window) {
+            (Mask::Causal, None) => (0, at + 1),
+            (Mask::Causal, Some(w)) => (at + 1 - w as i128, at + 1),
+            (_, None) => (0, n_k),
+            (_, Some(w)) => (at + 1 - w as i128, at + w as i128),
+        };
+        let (lo, hi) = (clamp(lo), clamp(hi));
+        lo.min(hi)..hi
     }
 }
 
@@ -150,7 +166,9 @@ pub fn check_inputs<T: Element>(
         d,
         d_v,
     };
-    if cfg.normalization == Normalization::Sum && dims.visible_keys(cfg.mask, 0) == 0 {
+    // Visible ranges only grow from row to row: if any row sees nothing, row 0 does.
+    if cfg.normalization == Normalization::Sum && dims.key_range(cfg.mask, cfg.window, 0).is_empty()
+    {
         return Err(Error::NoVisibleKeys {
             at: RowPosition {
                 batch: 0,

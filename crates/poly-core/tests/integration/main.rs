@@ -7,3 +7,4 @@ mod grouped_heads;
 mod overflow;
 mod properties;
 mod proptests;
+mod windows;

@@ -9,7 +9,7 @@ use poly_bench::records::AttendTiming;
 use poly_bench::timing::time_runs;
 use poly_core::{
     AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
-    check_inputs, exact_attention_flops,
+    check_inputs, exact_attention_flops_in_window,
 };
 use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 use poly_sketch::{MapSpec, SketchElement};
@@ -105,7 +105,14 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     .with_layernorm(args.layernorm)
     .with_threads(threads);
     cfg.scale = args.scale;
+    cfg.window = args.window;
     cfg.validate()?;
+    if exact_kernel.is_none() && args.window.is_some() {
+        return Err(does_not_apply(
+            "--window",
+            "the sketched kernels (it only applies to --kernel poly and softmax)",
+        ));
+    }
     if exact_kernel.is_some() {
         let sketch_flags = [
             ("--sketch-dim", args.params.sketch_dim.is_some()),
@@ -197,7 +204,9 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
                 (Plan::Linear(_, cfg), Some(map)) => {
                     linear_attention_flops(&dims, map.as_ref(), cfg)
                 }
-                (Plan::Exact(cfg), _) => exact_attention_flops(&dims, cfg.mask),
+                (Plan::Exact(cfg), _) => {
+                    exact_attention_flops_in_window(&dims, cfg.mask, cfg.window)
+                }
                 (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
             };
             let gflop = flops / 1e9;

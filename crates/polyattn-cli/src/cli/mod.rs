@@ -192,6 +192,10 @@ pub struct AttendArgs {
     /// Exact weights on diagonal blocks (sketched kernels).
     #[arg(long)]
     pub local_exact: bool,
+    /// Sliding window of W keys (exact kernels): with --causal query i sees keys i'-W < j <= i',
+    /// without it |i' - j| < W (i' = i + n_k - n_q). Costs O(n·W).
+    #[arg(long, value_name = "W")]
+    pub window: Option<usize>,
     /// Worker threads (default: RAYON_NUM_THREADS or all cores).
     #[arg(long)]
     pub threads: Option<usize>,

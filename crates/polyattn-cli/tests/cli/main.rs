@@ -176,6 +176,73 @@ fn grouped_key_value_heads_are_inferred_from_the_shapes() {
 }
 
 #[test]
+fn window_restricts_each_query_to_a_band_of_keys() {
+    let f = Files::new();
+    let (h, n, d, dv) = (2, 50, 4, 3);
+    let (q, k, v) = (
+        random(9, h * n * d),
+        random(10, h * n * d),
+        random(11, h * n * dv),
+    );
+    let (aq, ak, av) = (
+        f.npy("q.npy", &[h, n, d], &q),
+        f.npy("k.npy", &[h, n, d], &k),
+        f.npy("v.npy", &[h, n, dv], &v),
+    );
+    let out = f.path("o.npy");
+    let (code, _, stderr) = polyattn(&[
+        "attend",
+        "--q",
+        &aq,
+        "--k",
+        &ak,
+        "--v",
+        &av,
+        "--out",
+        s(&out),
+        "--kernel",
+        "softmax",
+        "--causal",
+        "--window",
+        "7",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let got = read_f32(&out, &[h, n, dv]);
+    let cfg = AttentionConfig::softmax()
+        .with_mask(Mask::Causal)
+        .with_window(7);
+    let want = expected(&q, &k, &v, [h, n, d, dv], &cfg);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((*g as f64 - w).abs() <= 1e-5, "{g} vs {w}");
+    }
+    // Without the window the result differs (the band is real).
+    let unwindowed = expected(
+        &q,
+        &k,
+        &v,
+        [h, n, d, dv],
+        &cfg.with_mask(Mask::Causal).with_window(n),
+    );
+    assert!(
+        got.iter()
+            .zip(&unwindowed)
+            .any(|(g, w)| (*g as f64 - w).abs() > 1e-3)
+    );
+    expect_error(
+        &[
+            "attend", "--q", &aq, "--k", &ak, "--v", &av, "--kernel", "exact2", "--window", "3",
+        ],
+        "--window does not apply to the sketched kernels",
+    );
+    expect_error(
+        &[
+            "attend", "--q", &aq, "--k", &ak, "--v", &av, "--window", "0",
+        ],
+        "window",
+    );
+}
+
+#[test]
 fn attend_softmax_from_safetensors_in_f64_with_fortran_order() {
     let f = Files::new();
     let (n, d) = (33, 4);
