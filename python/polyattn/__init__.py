@@ -20,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -82,6 +82,7 @@ def attention(
     layernorm: bool = False,
     threads: Optional[int] = None,
     window: Optional[int] = None,
+    seq_lens: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Exact attention: weights ``(s·q·k)^degree`` (``kernel="poly"``) or ``exp(s·q·k)``
     (``kernel="softmax"``) over the visible keys, normalized by ``norm``.
@@ -99,6 +100,9 @@ def attention(
         window: sliding-window attention over ``window`` keys: query i (at key position
             i' = i + n_k − n_q) sees i' − window < j ≤ i' when causal, |i' − j| < window
             otherwise; costs O(n·window).
+        seq_lens: packed variable-length sequences on the sequence axis (n_q = n_k = their
+            sum): each query sees only the keys of its own sequence (mask and window apply
+            within it).
 
     K and v may have fewer heads than q (grouped-query attention): ``H_kv`` must divide ``H``,
     and query head h reads k/v head h // (H / H_kv).
@@ -123,6 +127,7 @@ def attention(
         layernorm=layernorm,
         threads=threads,
         window=window,
+        seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
     )
 
 

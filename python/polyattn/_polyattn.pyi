@@ -10,7 +10,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, kernel: str = "pol
               degree: Optional[int] = None, causal: bool = False, norm: str = "sum",
               norm_bias: Optional[float] = None, scale: Optional[float] = None,
               layernorm: bool = False, threads: Optional[int] = None,
-              window: Optional[int] = None) -> np.ndarray: ...
+              window: Optional[int] = None,
+              seq_lens: Optional[list[int]] = None) -> np.ndarray: ...
 
 def linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, feature_map: FeatureMap,
                      causal: bool = False, block: int = 256, local_exact: bool = False,

@@ -4,7 +4,7 @@ use crate::arrays::{Triple, output, tensor};
 use crate::errors::{to_py, value_error};
 use crate::maps::PyFeatureMap;
 use crate::options;
-use poly_core::{AttentionConfig, Element, Kernel, TensorName, TensorRef};
+use poly_core::{AttentionConfig, Element, Kernel, Sequences, TensorName, TensorRef};
 use poly_sketch::{FeatureMap, LinearAttentionConfig, SketchElement};
 use pyo3::prelude::*;
 use std::time::Instant;
@@ -57,11 +57,15 @@ fn run_exact<'py, T: Element + numpy::Element>(
     py: Python<'py>,
     [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
     cfg: &AttentionConfig,
+    sequences: Option<&Sequences>,
     rank: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (q, k, v) = views(q, k, v)?;
     let out = py
-        .detach(|| poly_core::attention(q, k, v, cfg))
+        .detach(|| match sequences {
+            Some(s) => poly_core::attention_packed(q, k, v, cfg, s),
+            None => poly_core::attention(q, k, v, cfg),
+        })
         .map_err(to_py)?;
     output(py, out, rank)
 }
@@ -82,7 +86,7 @@ fn views<'a, T: Element + numpy::Element>(
 
 /// Exact polynomial or softmax attention (see `polyattn.attention`).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None))]
+#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None, seq_lens=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attention<'py>(
     py: Python<'py>,
@@ -98,7 +102,13 @@ pub fn attention<'py>(
     layernorm: bool,
     threads: Option<usize>,
     window: Option<usize>,
+    seq_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sequences = seq_lens
+        .as_deref()
+        .map(Sequences::from_lengths)
+        .transpose()
+        .map_err(to_py)?;
     let mut cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
     )?;
@@ -106,8 +116,8 @@ pub fn attention<'py>(
     cfg.validate().map_err(to_py)?;
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
-        Triple::F32(arrays) => run_exact(py, &arrays, &cfg, rank),
-        Triple::F64(arrays) => run_exact(py, &arrays, &cfg, rank),
+        Triple::F32(arrays) => run_exact(py, &arrays, &cfg, sequences.as_ref(), rank),
+        Triple::F64(arrays) => run_exact(py, &arrays, &cfg, sequences.as_ref(), rank),
     }
 }
 

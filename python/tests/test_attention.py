@@ -186,3 +186,20 @@ def test_window_equals_the_dense_band(causal):
     np.testing.assert_allclose(got, want, rtol=1e-10)
     with pytest.raises(ValueError, match="window"):
         polyattn.attention(q, k, v, window=0)
+
+
+def test_packed_sequences_attend_only_within_themselves():
+    lengths = [5, 1, 70, 12]
+    n = sum(lengths)
+    q, k, v = (draw(s, (2, n, 6), np.float64, 0.1, 1.0) for s in range(3))
+    got = polyattn.attention(q, k, v, causal=True, seq_lens=lengths)
+    start = 0
+    for length in lengths:
+        rows = slice(start, start + length)
+        alone = polyattn.attention(q[:, rows], k[:, rows], v[:, rows], causal=True)
+        np.testing.assert_allclose(got[:, rows], alone, rtol=1e-10)
+        start += length
+    with pytest.raises(ValueError, match="sequence lengths"):
+        polyattn.attention(q, k, v, seq_lens=[n - 1])
+    with pytest.raises(ValueError, match="length 0"):
+        polyattn.attention(q, k, v, seq_lens=[n, 0])

@@ -2,6 +2,7 @@
 
 use crate::config::AttentionConfig;
 use crate::error::Result;
+use crate::sequences::Sequences;
 use crate::simd::SimdFloat;
 use crate::tensor::{Tensor, TensorRef};
 
@@ -43,6 +44,7 @@ pub trait Element:
         k: TensorRef<'_, Self>,
         v: TensorRef<'_, Self>,
         cfg: &AttentionConfig,
+        sequences: Option<&Sequences>,
     ) -> Result<Tensor<Self>>;
 }
 
@@ -55,8 +57,9 @@ macro_rules! compiled_entry_points {
             k: TensorRef<'_, $t>,
             v: TensorRef<'_, $t>,
             cfg: &AttentionConfig,
+            sequences: Option<&Sequences>,
         ) -> Result<Tensor<$t>> {
-            crate::engine::attention_generic(q, k, v, cfg)
+            crate::engine::attention_generic(q, k, v, cfg, sequences)
         }
     };
 }

@@ -22,6 +22,7 @@ use crate::gemm::{gemm_abt, gemm_add_ab};
 use crate::kernels::{abs_max, exp_in_place, power_in_place, powi, row_max, scale_in_place};
 use crate::layernorm::layernorm_rows;
 use crate::normalize::{RowTotals, finalize_row};
+use crate::sequences::{Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
@@ -61,7 +62,40 @@ pub fn attention<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Tensor<T>> {
-    T::attention_compiled(q, k, v, cfg)
+    T::attention_compiled(q, k, v, cfg, None)
+}
+
+/// [`attention`] over packed variable-length sequences: the sequence axis of q, k and v (n_q =
+/// n_k) holds `sequences` one after another, and each query sees only keys of its own sequence
+/// (then the mask and window apply within it, positions counted from the sequence's start for
+/// the causal mask). Nothing is padded and no cross-sequence tile is computed beyond the tiles
+/// that straddle a boundary.
+///
+/// # Errors
+/// As [`attention`], plus sequence lengths that do not fill the sequence axis.
+///
+/// # Example
+/// ```
+/// use poly_core::{AttentionConfig, Mask, Sequences, Tensor, attention, attention_packed};
+/// let x = Tensor::from_vec([1, 1, 5, 2], (0..10).map(|i| i as f64 / 10.0).collect())?;
+/// let cfg = AttentionConfig::polynomial(2).with_mask(Mask::Causal);
+/// let packed = attention_packed(x.view(), x.view(), x.view(), &cfg, &Sequences::from_lengths(&[2, 3])?)?;
+/// // The second sequence alone gives the same rows.
+/// let tail = Tensor::from_vec([1, 1, 3, 2], x.as_slice()[4..].to_vec())?;
+/// let alone = attention(tail.view(), tail.view(), tail.view(), &cfg)?;
+/// for (a, b) in packed.as_slice()[4..].iter().zip(alone.as_slice()) {
+///     assert!((a - b).abs() < 1e-12);
+/// }
+/// # Ok::<(), poly_core::Error>(())
+/// ```
+pub fn attention_packed<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    sequences: &Sequences,
+) -> Result<Tensor<T>> {
+    T::attention_compiled(q, k, v, cfg, Some(sequences))
 }
 
 /// The engine for one element type. [`attention`] reaches it through
@@ -72,12 +106,21 @@ pub(crate) fn attention_generic<T: Element>(
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
+    sequences: Option<&Sequences>,
 ) -> Result<Tensor<T>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
+    if let Some(s) = sequences {
+        s.check(&dims)?;
+    }
     crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;
+    let visibility = Visibility {
+        mask: cfg.mask,
+        window: cfg.window,
+        sequences,
+    };
     run_with_threads(cfg.threads, || {
-        attend_validated(q, k, v, cfg, dims, out.as_mut_slice())
+        attend_validated(q, k, v, cfg, visibility, dims, out.as_mut_slice())
     })??;
     Ok(out)
 }
@@ -146,6 +189,7 @@ struct HeadJob<'a, T> {
     k: &'a [T],
     v: &'a [T],
     cfg: &'a AttentionConfig,
+    visibility: Visibility<'a>,
     dims: &'a Dims,
     plan: TilePlan,
     scale: T,
@@ -177,6 +221,7 @@ fn attend_validated<T: Element>(
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
+    visibility: Visibility<'_>,
     dims: Dims,
     out: &mut [T],
 ) -> Result<()> {
@@ -202,6 +247,7 @@ fn attend_validated<T: Element>(
                 k: &k_data[dims.kv_index(bh) * k_head..(dims.kv_index(bh) + 1) * k_head],
                 v: &v.as_slice()[dims.kv_index(bh) * v_head..(dims.kv_index(bh) + 1) * v_head],
                 cfg,
+                visibility,
                 dims: &dims,
                 plan,
                 scale,
@@ -269,7 +315,7 @@ impl<T: Element> HeadJob<'_, T> {
         scratch.max[..rows].fill(initial_max);
         scratch.sum[..rows].fill(T::ZERO);
         scratch.abs_sum[..rows].fill(T::ZERO);
-        let visible = |r: usize| dims.key_range(cfg.mask, cfg.window, first_row + r);
+        let visible = |r: usize| self.visibility.key_range(dims, first_row + r);
         // Ranges never shrink from row to row: the tile's keys run from its first row's first
         // visible key to its last row's last one, so tiles outside a window's band are skipped.
         let key_end = visible(rows - 1).end;

@@ -6,6 +6,7 @@
 use crate::config::{AttentionConfig, Kernel, LAYERNORM_EPS, Normalization};
 use crate::element::Element;
 use crate::error::{Error, Result, RowPosition};
+use crate::sequences::{Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::check_inputs;
 
@@ -33,7 +34,39 @@ pub fn reference_attention<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Tensor<f64>> {
+    reference(q, k, v, cfg, None)
+}
+
+/// [`reference_attention`] over packed sequences (see [`crate::attention_packed`]).
+///
+/// # Errors
+/// As [`crate::attention_packed`].
+pub fn reference_attention_packed<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    sequences: &Sequences,
+) -> Result<Tensor<f64>> {
+    reference(q, k, v, cfg, Some(sequences))
+}
+
+fn reference<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    sequences: Option<&Sequences>,
+) -> Result<Tensor<f64>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
+    if let Some(s) = sequences {
+        s.check(&dims)?;
+    }
+    let visibility = Visibility {
+        mask: cfg.mask,
+        window: cfg.window,
+        sequences,
+    };
     let scale = cfg.effective_scale(dims.d);
     let mut out = Vec::with_capacity(dims.batch_heads() * dims.n_q * dims.d_v);
     for batch in 0..dims.batch {
@@ -44,7 +77,7 @@ pub fn reference_attention<T: Element>(
             let ks = rows_f64(k.head(batch, kv)?, dims.d, cfg.layernorm);
             let vs = rows_f64(v.head(batch, kv)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
-                let visible = dims.key_range(cfg.mask, cfg.window, i);
+                let visible = visibility.key_range(&dims, i);
                 let scores: Vec<f64> = ks[visible.clone()]
                     .iter()
                     .map(|kj| scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>())

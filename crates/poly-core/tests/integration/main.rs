@@ -5,6 +5,7 @@ mod common;
 mod errors;
 mod grouped_heads;
 mod overflow;
+mod packed;
 mod properties;
 mod proptests;
 mod windows;

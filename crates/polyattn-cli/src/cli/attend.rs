@@ -8,8 +8,8 @@ use poly_bench::machine::peak_rss_bytes;
 use poly_bench::records::AttendTiming;
 use poly_bench::timing::time_runs;
 use poly_core::{
-    AttentionConfig, Element, Kernel, Mask, Normalization, Tensor, Threads, attention,
-    check_inputs, exact_attention_flops_in_window,
+    AttentionConfig, Dims, Element, Kernel, Mask, Normalization, Sequences, Tensor, Threads,
+    attention, attention_packed, check_inputs, exact_attention_flops_in_window,
 };
 use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
 use poly_sketch::{MapSpec, SketchElement};
@@ -107,11 +107,16 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     cfg.scale = args.scale;
     cfg.window = args.window;
     cfg.validate()?;
-    if exact_kernel.is_none() && args.window.is_some() {
-        return Err(does_not_apply(
-            "--window",
-            "the sketched kernels (it only applies to --kernel poly and softmax)",
-        ));
+    for (flag, given) in [
+        ("--window", args.window.is_some()),
+        ("--seq-lens", args.seq_lens.is_some()),
+    ] {
+        if exact_kernel.is_none() && given {
+            return Err(does_not_apply(
+                flag,
+                "the sketched kernels (it only applies to --kernel poly and softmax)",
+            ));
+        }
     }
     if exact_kernel.is_some() {
         let sketch_flags = [
@@ -185,10 +190,21 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
         Plan::Linear(spec, _) => Some(spec.build::<T>(dims.d)?),
         Plan::Exact(_) => None,
     };
+    let sequences = args
+        .seq_lens
+        .as_deref()
+        .map(Sequences::from_lengths)
+        .transpose()?;
+    if let Some(s) = &sequences {
+        s.check(&dims)?;
+    }
     let mut output: Option<Tensor<T>> = None;
     let mut compute = || -> Result<(), poly_core::Error> {
         output = Some(match (plan, &map) {
-            (Plan::Exact(cfg), _) => attention(q.view(), k.view(), v.view(), cfg)?,
+            (Plan::Exact(cfg), _) => match &sequences {
+                Some(s) => attention_packed(q.view(), k.view(), v.view(), cfg, s)?,
+                None => attention(q.view(), k.view(), v.view(), cfg)?,
+            },
             (Plan::Linear(_, cfg), Some(map)) => {
                 linear_attention(q.view(), k.view(), v.view(), map.as_ref(), cfg)?
             }
@@ -204,9 +220,17 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
                 (Plan::Linear(_, cfg), Some(map)) => {
                     linear_attention_flops(&dims, map.as_ref(), cfg)
                 }
-                (Plan::Exact(cfg), _) => {
-                    exact_attention_flops_in_window(&dims, cfg.mask, cfg.window)
-                }
+                // Packed: the sum over sequences, each its own problem.
+                (Plan::Exact(cfg), _) => match &args.seq_lens {
+                    Some(lengths) => lengths
+                        .iter()
+                        .map(|&n| {
+                            let one = Dims::new(dims.batch, dims.heads, n, n, dims.d, dims.d_v);
+                            exact_attention_flops_in_window(&one, cfg.mask, cfg.window)
+                        })
+                        .sum(),
+                    None => exact_attention_flops_in_window(&dims, cfg.mask, cfg.window),
+                },
                 (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
             };
             let gflop = flops / 1e9;

@@ -243,6 +243,98 @@ fn window_restricts_each_query_to_a_band_of_keys() {
 }
 
 #[test]
+fn seq_lens_packs_sequences_that_attend_only_within_themselves() {
+    let f = Files::new();
+    let (n, d, dv) = (30, 4, 3);
+    let (q, k, v) = (random(12, n * d), random(13, n * d), random(14, n * dv));
+    let (aq, ak, av) = (
+        f.npy("q.npy", &[n, d], &q),
+        f.npy("k.npy", &[n, d], &k),
+        f.npy("v.npy", &[n, dv], &v),
+    );
+    let out = f.path("o.npy");
+    let (code, _, stderr) = polyattn(&[
+        "attend",
+        "--q",
+        &aq,
+        "--k",
+        &ak,
+        "--v",
+        &av,
+        "--out",
+        s(&out),
+        "--causal",
+        "--seq-lens",
+        "10,1,19",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let got = read_f32(&out, &[n, dv]);
+    let cfg = AttentionConfig::polynomial(4).with_mask(Mask::Causal);
+    let mut start = 0;
+    for len in [10, 1, 19] {
+        let rows = start..start + len;
+        let want = expected(
+            &q[rows.start * d..rows.end * d],
+            &k[rows.start * d..rows.end * d],
+            &v[rows.start * dv..rows.end * dv],
+            [1, len, d, dv],
+            &cfg,
+        );
+        for (g, w) in got[rows.start * dv..rows.end * dv].iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{g} vs {w}"
+            );
+        }
+        start += len;
+    }
+    expect_error(
+        &[
+            "attend",
+            "--q",
+            &aq,
+            "--k",
+            &ak,
+            "--v",
+            &av,
+            "--seq-lens",
+            "10,10",
+        ],
+        "sequence lengths",
+    );
+    expect_error(
+        &[
+            "attend",
+            "--q",
+            &aq,
+            "--k",
+            &ak,
+            "--v",
+            &av,
+            "--seq-lens",
+            "30,0",
+        ],
+        "length 0 at index 1",
+    );
+    expect_error(
+        &[
+            "attend",
+            "--q",
+            &aq,
+            "--k",
+            &ak,
+            "--v",
+            &av,
+            "--kernel",
+            "favor",
+            "--seq-lens",
+            "30",
+        ],
+        "--seq-lens does not apply to the sketched kernels",
+    );
+}
+
+#[test]
 fn attend_softmax_from_safetensors_in_f64_with_fortran_order() {
     let f = Files::new();
     let (n, d) = (33, 4);

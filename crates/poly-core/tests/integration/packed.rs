@@ -1,0 +1,103 @@
+//! Packed variable-length sequences: each sequence alone, computed by ordinary attention, gives
+//! exactly its rows of the packed result; the reference agrees; bad lengths are errors.
+
+use crate::common::{Data, random_tensor, relative_error, rng};
+use poly_core::{
+    AttentionConfig, Error, Kernel, Mask, Normalization, Sequences, Tensor, attention,
+    attention_packed, reference_attention_packed,
+};
+
+/// Rows `rows` of every head of `x` (`[b, h, n, d]`), as a tensor of their own.
+fn rows_of(x: &Tensor<f32>, rows: std::ops::Range<usize>) -> Tensor<f32> {
+    let [b, h, n, d] = x.shape();
+    let mut data = Vec::new();
+    for head in x.as_slice().chunks_exact(n * d) {
+        data.extend_from_slice(&head[rows.start * d..rows.end * d]);
+    }
+    Tensor::from_vec([b, h, rows.len(), d], data).unwrap()
+}
+
+#[test]
+fn each_packed_sequence_equals_attention_over_it_alone() {
+    let mut r = rng(51);
+    // Lengths around the 64-row tiles: 1, tile ± 1, and a long one.
+    let lengths = [1, 63, 65, 2, 130, 7];
+    let n: usize = lengths.iter().sum();
+    let sequences = Sequences::from_lengths(&lengths).unwrap();
+    assert_eq!((sequences.count(), sequences.total_len()), (6, n));
+    let q = random_tensor::<f32>(&mut r, [2, 3, n, 8], Data::Positive);
+    let k = random_tensor::<f32>(&mut r, [2, 1, n, 8], Data::Positive); // and grouped heads
+    let v = random_tensor::<f32>(&mut r, [2, 1, n, 4], Data::Signed);
+    for kernel in [Kernel::Polynomial { degree: 3 }, Kernel::Softmax] {
+        for mask in [Mask::None, Mask::Causal] {
+            for window in [None, Some(5)] {
+                for normalization in [
+                    Normalization::Sum,
+                    Normalization::OnePlusSum(1.0),
+                    Normalization::None,
+                ] {
+                    let mut cfg = AttentionConfig::new(kernel)
+                        .with_mask(mask)
+                        .with_normalization(normalization);
+                    cfg.window = window;
+                    let label = format!("{kernel:?} {mask:?} {window:?} {normalization:?}");
+                    let packed =
+                        attention_packed(q.view(), k.view(), v.view(), &cfg, &sequences).unwrap();
+                    let want =
+                        reference_attention_packed(q.view(), k.view(), v.view(), &cfg, &sequences)
+                            .unwrap();
+                    assert!(relative_error(&packed, &want) < 1e-4, "{label}");
+                    let mut start = 0;
+                    for &len in &lengths {
+                        let rows = start..start + len;
+                        let (qs, ks, vs) = (
+                            rows_of(&q, rows.clone()),
+                            rows_of(&k, rows.clone()),
+                            rows_of(&v, rows.clone()),
+                        );
+                        let alone = attention(qs.view(), ks.view(), vs.view(), &cfg).unwrap();
+                        let mine = rows_of(&packed, rows);
+                        // Tile plans differ with n, so equal within rounding, not bits.
+                        let err = mine
+                            .as_slice()
+                            .iter()
+                            .zip(alone.as_slice())
+                            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+                            .fold(0.0f32, f32::max);
+                        assert!(err < 1e-4, "{label} sequence at {start}: {err}");
+                        start += len;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lengths_that_do_not_fill_the_axis_are_errors() {
+    assert!(Sequences::from_lengths(&[]).is_err());
+    assert!(
+        Sequences::from_lengths(&[3, 0, 2])
+            .unwrap_err()
+            .to_string()
+            .contains("index 1")
+    );
+    assert!(Sequences::from_lengths(&[usize::MAX, 1]).is_err());
+    let x = Tensor::from_vec([1, 1, 5, 1], vec![1.0f32; 5]).unwrap();
+    let cfg = AttentionConfig::polynomial(2);
+    let short = Sequences::from_lengths(&[2, 2]).unwrap();
+    let err = attention_packed(x.view(), x.view(), x.view(), &cfg, &short).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidParameter {
+                name: "sequence lengths",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let y = Tensor::from_vec([1, 1, 4, 1], vec![1.0f32; 4]).unwrap();
+    let err = attention_packed(y.view(), x.view(), x.view(), &cfg, &short).unwrap_err();
+    assert!(err.to_string().contains("n_q = 4, n_k = 5"), "{err}");
+}
