@@ -145,6 +145,7 @@ def linear_attention(
     scale: Optional[float] = None,
     layernorm: bool = False,
     threads: Optional[int] = None,
+    seq_lens: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Attention with weights ``⟨φ(q), φ(k)⟩`` in time linear in n (PolySketchFormer).
 
@@ -157,6 +158,8 @@ def linear_attention(
             maps).
         norm, norm_bias, scale, layernorm, threads: as for :func:`attention`. Signed sketches
             whose ``sum`` normalizers cancel raise ValueError (docs/math.md §4.5).
+        seq_lens: packed sequences, as for :func:`attention`; the causal state restarts at
+            each sequence.
 
     Returns:
         ``[..., n_q, d_v]`` in q's rank and dtype.
@@ -174,6 +177,7 @@ def linear_attention(
         scale=scale,
         layernorm=layernorm,
         threads=threads,
+        seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
     )
 
 

@@ -17,7 +17,8 @@ def linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, feature_map
                      causal: bool = False, block: int = 256, local_exact: bool = False,
                      norm: str = "sum", norm_bias: Optional[float] = None,
                      scale: Optional[float] = None, layernorm: bool = False,
-                     threads: Optional[int] = None) -> np.ndarray: ...
+                     threads: Optional[int] = None,
+                     seq_lens: Optional[list[int]] = None) -> np.ndarray: ...
 
 def time_engine(q: np.ndarray, k: np.ndarray, v: np.ndarray, repeat: int, *, kernel: str = "poly",
                 degree: Optional[int] = None, causal: bool = False, norm: str = "sum",

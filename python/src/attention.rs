@@ -48,6 +48,15 @@ fn exact_config(
     Ok(cfg)
 }
 
+/// `seq_lens` as validated packed sequences.
+fn packed(seq_lens: Option<Vec<usize>>) -> PyResult<Option<Sequences>> {
+    seq_lens
+        .as_deref()
+        .map(Sequences::from_lengths)
+        .transpose()
+        .map_err(to_py)
+}
+
 /// The rank the output keeps: q's.
 fn query_rank(q: &Bound<'_, PyAny>) -> PyResult<usize> {
     q.getattr("ndim")?.extract()
@@ -104,11 +113,7 @@ pub fn attention<'py>(
     window: Option<usize>,
     seq_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let sequences = seq_lens
-        .as_deref()
-        .map(Sequences::from_lengths)
-        .transpose()
-        .map_err(to_py)?;
+    let sequences = packed(seq_lens)?;
     let mut cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
     )?;
@@ -176,18 +181,22 @@ fn run_linear<'py, T: SketchElement + numpy::Element>(
     [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
+    sequences: Option<&Sequences>,
     rank: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (q, k, v) = views(q, k, v)?;
     let out = py
-        .detach(|| poly_sketch::linear_attention(q, k, v, map, cfg))
+        .detach(|| match sequences {
+            Some(s) => poly_sketch::linear_attention_packed(q, k, v, map, cfg, s),
+            None => poly_sketch::linear_attention(q, k, v, map, cfg),
+        })
         .map_err(to_py)?;
     output(py, out, rank)
 }
 
 /// Linear-time attention with a feature map (see `polyattn.linear_attention`).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, *, feature_map, causal=false, block=256, local_exact=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[pyo3(signature = (q, k, v, *, feature_map, causal=false, block=256, local_exact=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, seq_lens=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn linear_attention<'py>(
     py: Python<'py>,
@@ -203,7 +212,9 @@ pub fn linear_attention<'py>(
     scale: Option<f64>,
     layernorm: bool,
     threads: Option<usize>,
+    seq_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let sequences = packed(seq_lens)?;
     let mut cfg = LinearAttentionConfig::default()
         .with_mask(options::mask(causal))
         .with_block(block)
@@ -216,7 +227,13 @@ pub fn linear_attention<'py>(
     }
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
-        Triple::F32(arrays) => run_linear(py, &arrays, feature_map.f32.as_ref(), &cfg, rank),
-        Triple::F64(arrays) => run_linear(py, &arrays, feature_map.f64.as_ref(), &cfg, rank),
+        Triple::F32(arrays) => {
+            let map = feature_map.f32.as_ref();
+            run_linear(py, &arrays, map, &cfg, sequences.as_ref(), rank)
+        }
+        Triple::F64(arrays) => {
+            let map = feature_map.f64.as_ref();
+            run_linear(py, &arrays, map, &cfg, sequences.as_ref(), rank)
+        }
     }
 }

@@ -203,3 +203,19 @@ def test_packed_sequences_attend_only_within_themselves():
         polyattn.attention(q, k, v, seq_lens=[n - 1])
     with pytest.raises(ValueError, match="length 0"):
         polyattn.attention(q, k, v, seq_lens=[n, 0])
+
+
+def test_packed_sequences_in_linear_attention_restart_the_state():
+    lengths = [3, 30, 9]
+    n = sum(lengths)
+    q, k, v = (draw(s, (2, n, 6), np.float32) for s in range(3))
+    phi = polyattn.SelfTensoredSketch(6, degree=4, sketch_dim=8, seed=4)
+    got = polyattn.linear_attention(q, k, v, feature_map=phi, causal=True, block=4,
+                                    seq_lens=lengths)
+    start = 0
+    for length in lengths:
+        rows = slice(start, start + length)
+        alone = polyattn.linear_attention(q[:, rows], k[:, rows], v[:, rows], feature_map=phi,
+                                          causal=True, block=4)
+        np.testing.assert_array_equal(got[:, rows], alone)
+        start += length

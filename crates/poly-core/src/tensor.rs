@@ -135,6 +135,29 @@ impl<'a, T> TensorRef<'a, T> {
         let start = (batch * heads + head) * len;
         Ok(&self.data[start..start + len])
     }
+    /// Rows `rows` of the sequence axis of every head, copied into a tensor of their own
+    /// (`[batch, heads, rows.len(), dim]`): one sequence of a packed batch, say.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `rows` is not within the sequence axis.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Result<Tensor<T>>
+    where
+        T: Copy,
+    {
+        let [b, h, n, d] = self.shape;
+        if rows.start > rows.end || rows.end > n {
+            return Err(Error::InvalidParameter {
+                name: "row range",
+                value: format!("{rows:?}"),
+                expected: "start ≤ end ≤ the sequence length",
+            });
+        }
+        let mut data = Vec::with_capacity(b * h * rows.len() * d);
+        for head in self.data.chunks_exact((n * d).max(1)) {
+            data.extend_from_slice(&head[rows.start * d..rows.end * d]);
+        }
+        Tensor::from_vec([b, h, rows.len(), d], data)
+    }
     /// The multi-index `[batch, head, seq, dim]` of a flat position.
     pub fn unravel(&self, flat: usize) -> [usize; 4] {
         unravel(self.shape, flat)

@@ -7,14 +7,8 @@ use poly_core::{
     attention_packed, reference_attention_packed,
 };
 
-/// Rows `rows` of every head of `x` (`[b, h, n, d]`), as a tensor of their own.
 fn rows_of(x: &Tensor<f32>, rows: std::ops::Range<usize>) -> Tensor<f32> {
-    let [b, h, n, d] = x.shape();
-    let mut data = Vec::new();
-    for head in x.as_slice().chunks_exact(n * d) {
-        data.extend_from_slice(&head[rows.start * d..rows.end * d]);
-    }
-    Tensor::from_vec([b, h, rows.len(), d], data).unwrap()
+    x.view().rows(rows).unwrap()
 }
 
 #[test]
@@ -100,4 +94,7 @@ fn lengths_that_do_not_fill_the_axis_are_errors() {
     let y = Tensor::from_vec([1, 1, 4, 1], vec![1.0f32; 4]).unwrap();
     let err = attention_packed(y.view(), x.view(), x.view(), &cfg, &short).unwrap_err();
     assert!(err.to_string().contains("n_q = 4, n_k = 5"), "{err}");
+    // Row ranges outside the sequence axis are errors, not panics.
+    assert!(x.view().rows(3..6).is_err());
+    assert_eq!(x.view().rows(1..3).unwrap().shape(), [1, 1, 2, 1]);
 }

@@ -14,7 +14,10 @@
 //!   order, so results are bit-identical whatever the thread count.
 
 mod block;
+mod packed;
 mod scan;
+
+pub use packed::linear_attention_packed;
 
 use crate::feature_map::FeatureMap;
 use poly_core::{

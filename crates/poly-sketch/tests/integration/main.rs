@@ -6,3 +6,4 @@ mod feature_maps;
 mod grouped_heads;
 mod linear_attention;
 mod normalizer;
+mod packed;

@@ -11,7 +11,9 @@ use poly_core::{
     AttentionConfig, Dims, Element, Kernel, Mask, Normalization, Sequences, Tensor, Threads,
     attention, attention_packed, check_inputs, exact_attention_flops_in_window,
 };
-use poly_sketch::{LinearAttentionConfig, linear_attention, linear_attention_flops};
+use poly_sketch::{
+    LinearAttentionConfig, linear_attention, linear_attention_flops, linear_attention_packed,
+};
 use poly_sketch::{MapSpec, SketchElement};
 use std::num::NonZeroUsize;
 
@@ -107,16 +109,11 @@ fn plan(args: &AttendArgs) -> Result<Plan, CliError> {
     cfg.scale = args.scale;
     cfg.window = args.window;
     cfg.validate()?;
-    for (flag, given) in [
-        ("--window", args.window.is_some()),
-        ("--seq-lens", args.seq_lens.is_some()),
-    ] {
-        if exact_kernel.is_none() && given {
-            return Err(does_not_apply(
-                flag,
-                "the sketched kernels (it only applies to --kernel poly and softmax)",
-            ));
-        }
+    if exact_kernel.is_none() && args.window.is_some() {
+        return Err(does_not_apply(
+            "--window",
+            "the sketched kernels (it only applies to --kernel poly and softmax)",
+        ));
     }
     if exact_kernel.is_some() {
         let sketch_flags = [
@@ -205,9 +202,12 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
                 Some(s) => attention_packed(q.view(), k.view(), v.view(), cfg, s)?,
                 None => attention(q.view(), k.view(), v.view(), cfg)?,
             },
-            (Plan::Linear(_, cfg), Some(map)) => {
-                linear_attention(q.view(), k.view(), v.view(), map.as_ref(), cfg)?
-            }
+            (Plan::Linear(_, cfg), Some(map)) => match &sequences {
+                Some(s) => {
+                    linear_attention_packed(q.view(), k.view(), v.view(), map.as_ref(), cfg, s)?
+                }
+                None => linear_attention(q.view(), k.view(), v.view(), map.as_ref(), cfg)?,
+            },
             (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
         });
         Ok(())
@@ -217,20 +217,12 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
         Some(repeat) => {
             let timing = time_runs(repeat, compute)?;
             let flops = match (plan, &map) {
-                (Plan::Linear(_, cfg), Some(map)) => {
-                    linear_attention_flops(&dims, map.as_ref(), cfg)
-                }
-                // Packed: the sum over sequences, each its own problem.
-                (Plan::Exact(cfg), _) => match &args.seq_lens {
-                    Some(lengths) => lengths
-                        .iter()
-                        .map(|&n| {
-                            let one = Dims::new(dims.batch, dims.heads, n, n, dims.d, dims.d_v);
-                            exact_attention_flops_in_window(&one, cfg.mask, cfg.window)
-                        })
-                        .sum(),
-                    None => exact_attention_flops_in_window(&dims, cfg.mask, cfg.window),
-                },
+                (Plan::Linear(_, cfg), Some(map)) => per_sequence(&dims, args, |one| {
+                    linear_attention_flops(one, map.as_ref(), cfg)
+                }),
+                (Plan::Exact(cfg), _) => per_sequence(&dims, args, |one| {
+                    exact_attention_flops_in_window(one, cfg.mask, cfg.window)
+                }),
                 (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
             };
             let gflop = flops / 1e9;
@@ -286,4 +278,15 @@ fn print_summary<T: Element>(shape: &[usize], data: &[T]) {
         "output {shape:?} {}: min {min:.6e}, max {max:.6e}, mean {mean:.6e} (use --out O.npy to save it)",
         T::NAME
     );
+}
+
+/// A FLOP model summed over the packed sequences (each its own problem), or of the whole input.
+fn per_sequence(dims: &Dims, args: &AttendArgs, flops: impl Fn(&Dims) -> f64) -> f64 {
+    match &args.seq_lens {
+        Some(lengths) => lengths
+            .iter()
+            .map(|&n| flops(&Dims::new(dims.batch, dims.heads, n, n, dims.d, dims.d_v)))
+            .sum(),
+        None => flops(dims),
+    }
 }

@@ -196,8 +196,8 @@ pub struct AttendArgs {
     /// without it |i' - j| < W (i' = i + n_k - n_q). Costs O(n·W).
     #[arg(long, value_name = "W")]
     pub window: Option<usize>,
-    /// Packed sequences on the sequence axis (exact kernels): their lengths, summing to n; each
-    /// query sees only keys of its own sequence.
+    /// Packed sequences on the sequence axis: their lengths, summing to n; each query sees only
+    /// keys of its own sequence (sketched kernels: the state restarts at each sequence).
     #[arg(long, value_name = "L1,L2,...", value_delimiter = ',')]
     pub seq_lens: Option<Vec<usize>>,
     /// Worker threads (default: RAYON_NUM_THREADS or all cores).

@@ -316,22 +316,46 @@ fn seq_lens_packs_sequences_that_attend_only_within_themselves() {
         ],
         "length 0 at index 1",
     );
-    expect_error(
-        &[
-            "attend",
-            "--q",
-            &aq,
-            "--k",
-            &ak,
-            "--v",
-            &av,
-            "--kernel",
-            "favor",
-            "--seq-lens",
-            "30",
-        ],
-        "--seq-lens does not apply to the sketched kernels",
+    // Sketched: the packed run equals the sequences run one by one.
+    let packed = f.path("p.npy");
+    let sketched = ["--kernel", "polysketch", "--causal", "--block", "4"];
+    let mut args = vec![
+        "attend",
+        "--q",
+        &aq,
+        "--k",
+        &ak,
+        "--v",
+        &av,
+        "--out",
+        s(&packed),
+    ];
+    args.extend(sketched);
+    args.extend(["--seq-lens", "10,20"]);
+    let (code, _, stderr) = polyattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let got = read_f32(&packed, &[n, dv]);
+    let first = f.path("first.npy");
+    let (fq, fk, fv) = (
+        f.npy("fq.npy", &[10, d], &q[..10 * d]),
+        f.npy("fk.npy", &[10, d], &k[..10 * d]),
+        f.npy("fv.npy", &[10, dv], &v[..10 * dv]),
     );
+    let mut args = vec![
+        "attend",
+        "--q",
+        &fq,
+        "--k",
+        &fk,
+        "--v",
+        &fv,
+        "--out",
+        s(&first),
+    ];
+    args.extend(sketched);
+    let (code, _, stderr) = polyattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(read_f32(&first, &[10, dv]), got[..10 * dv]);
 }
 
 #[test]
