@@ -83,6 +83,7 @@ def attention(
     threads: Optional[int] = None,
     window: Optional[int] = None,
     seq_lens: Optional[Sequence[int]] = None,
+    key_lens: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Exact attention: weights ``(s·q·k)^degree`` (``kernel="poly"``) or ``exp(s·q·k)``
     (``kernel="softmax"``) over the visible keys, normalized by ``norm``.
@@ -103,6 +104,9 @@ def attention(
         seq_lens: packed variable-length sequences on the sequence axis (n_q = n_k = their
             sum): each query sees only the keys of its own sequence (mask and window apply
             within it).
+        key_lens: a right-padded batch: batch entry b has ``key_lens[b]`` valid keys at the
+            start of its sequence axis; no query sees the padding (one layout: not with
+            ``seq_lens``).
 
     K and v may have fewer heads than q (grouped-query attention): ``H_kv`` must divide ``H``,
     and query head h reads k/v head h // (H / H_kv).
@@ -128,6 +132,7 @@ def attention(
         threads=threads,
         window=window,
         seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
+        key_lens=None if key_lens is None else [int(n) for n in key_lens],
     )
 
 

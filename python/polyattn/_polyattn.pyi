@@ -11,7 +11,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, kernel: str = "pol
               norm_bias: Optional[float] = None, scale: Optional[float] = None,
               layernorm: bool = False, threads: Optional[int] = None,
               window: Optional[int] = None,
-              seq_lens: Optional[list[int]] = None) -> np.ndarray: ...
+              seq_lens: Optional[list[int]] = None,
+              key_lens: Optional[list[int]] = None) -> np.ndarray: ...
 
 def linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, feature_map: FeatureMap,
                      causal: bool = False, block: int = 256, local_exact: bool = False,

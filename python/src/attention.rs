@@ -67,13 +67,15 @@ fn run_exact<'py, T: Element + numpy::Element>(
     [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
     cfg: &AttentionConfig,
     sequences: Option<&Sequences>,
+    key_lens: Option<&[usize]>,
     rank: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (q, k, v) = views(q, k, v)?;
     let out = py
-        .detach(|| match sequences {
-            Some(s) => poly_core::attention_packed(q, k, v, cfg, s),
-            None => poly_core::attention(q, k, v, cfg),
+        .detach(|| match (sequences, key_lens) {
+            (Some(s), _) => poly_core::attention_packed(q, k, v, cfg, s),
+            (None, Some(lengths)) => poly_core::attention_padded(q, k, v, cfg, lengths),
+            (None, None) => poly_core::attention(q, k, v, cfg),
         })
         .map_err(to_py)?;
     output(py, out, rank)
@@ -95,7 +97,7 @@ fn views<'a, T: Element + numpy::Element>(
 
 /// Exact polynomial or softmax attention (see `polyattn.attention`).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None, seq_lens=None))]
+#[pyo3(signature = (q, k, v, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None, seq_lens=None, key_lens=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attention<'py>(
     py: Python<'py>,
@@ -112,7 +114,13 @@ pub fn attention<'py>(
     threads: Option<usize>,
     window: Option<usize>,
     seq_lens: Option<Vec<usize>>,
+    key_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if seq_lens.is_some() && key_lens.is_some() {
+        return Err(value_error(
+            "seq_lens (packed sequences) and key_lens (a padded batch) are two layouts: pass one",
+        ));
+    }
     let sequences = packed(seq_lens)?;
     let mut cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
@@ -121,8 +129,22 @@ pub fn attention<'py>(
     cfg.validate().map_err(to_py)?;
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
-        Triple::F32(arrays) => run_exact(py, &arrays, &cfg, sequences.as_ref(), rank),
-        Triple::F64(arrays) => run_exact(py, &arrays, &cfg, sequences.as_ref(), rank),
+        Triple::F32(arrays) => run_exact(
+            py,
+            &arrays,
+            &cfg,
+            sequences.as_ref(),
+            key_lens.as_deref(),
+            rank,
+        ),
+        Triple::F64(arrays) => run_exact(
+            py,
+            &arrays,
+            &cfg,
+            sequences.as_ref(),
+            key_lens.as_deref(),
+            rank,
+        ),
     }
 }
 

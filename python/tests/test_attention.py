@@ -219,3 +219,18 @@ def test_packed_sequences_in_linear_attention_restart_the_state():
                                           causal=True, block=4)
         np.testing.assert_array_equal(got[:, rows], alone)
         start += length
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_padded_keys_are_never_seen(causal):
+    q, k, v = (draw(s, (3, 2, 40, 6), np.float64, 0.1, 1.0) for s in range(3))
+    lengths = [40, 1, 17]
+    got = polyattn.attention(q, k, v, causal=causal, key_lens=lengths)
+    for b, length in enumerate(lengths):
+        alone = polyattn.attention(q[b, :, :length], k[b, :, :length], v[b, :, :length],
+                                   causal=causal)
+        np.testing.assert_allclose(got[b, :, :length], alone, rtol=1e-10)
+    with pytest.raises(ValueError, match="key lengths"):
+        polyattn.attention(q, k, v, key_lens=[40, 0, 1])
+    with pytest.raises(ValueError, match="one"):
+        polyattn.attention(q, k, v, key_lens=lengths, seq_lens=[40])

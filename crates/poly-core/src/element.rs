@@ -2,7 +2,7 @@
 
 use crate::config::AttentionConfig;
 use crate::error::Result;
-use crate::sequences::Sequences;
+use crate::sequences::Layout;
 use crate::simd::SimdFloat;
 use crate::tensor::{Tensor, TensorRef};
 
@@ -44,7 +44,7 @@ pub trait Element:
         k: TensorRef<'_, Self>,
         v: TensorRef<'_, Self>,
         cfg: &AttentionConfig,
-        sequences: Option<&Sequences>,
+        layout: Layout<'_>,
     ) -> Result<Tensor<Self>>;
 }
 
@@ -57,9 +57,9 @@ macro_rules! compiled_entry_points {
             k: TensorRef<'_, $t>,
             v: TensorRef<'_, $t>,
             cfg: &AttentionConfig,
-            sequences: Option<&Sequences>,
+            layout: Layout<'_>,
         ) -> Result<Tensor<$t>> {
-            crate::engine::attention_generic(q, k, v, cfg, sequences)
+            crate::engine::attention_generic(q, k, v, cfg, layout)
         }
     };
 }

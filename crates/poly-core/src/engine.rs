@@ -22,7 +22,7 @@ use crate::gemm::{gemm_abt, gemm_add_ab};
 use crate::kernels::{abs_max, exp_in_place, power_in_place, powi, row_max, scale_in_place};
 use crate::layernorm::layernorm_rows;
 use crate::normalize::{RowTotals, finalize_row};
-use crate::sequences::{Sequences, Visibility};
+use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
@@ -62,7 +62,7 @@ pub fn attention<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Tensor<T>> {
-    T::attention_compiled(q, k, v, cfg, None)
+    T::attention_compiled(q, k, v, cfg, Layout::Dense)
 }
 
 /// [`attention`] over packed variable-length sequences: the sequence axis of q, k and v (n_q =
@@ -95,7 +95,23 @@ pub fn attention_packed<T: Element>(
     cfg: &AttentionConfig,
     sequences: &Sequences,
 ) -> Result<Tensor<T>> {
-    T::attention_compiled(q, k, v, cfg, Some(sequences))
+    T::attention_compiled(q, k, v, cfg, Layout::Packed(sequences))
+}
+
+/// [`attention`] over a right-padded batch: batch entry b holds `key_lengths[b]` valid keys (and
+/// values) at the start of its sequence axis, and no query sees the padding after them (the
+/// mask and window apply as usual; padded query rows are computed over the valid keys).
+///
+/// # Errors
+/// As [`attention`], plus key lengths that are not one per batch entry, each in 1..=n_k.
+pub fn attention_padded<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    key_lengths: &[usize],
+) -> Result<Tensor<T>> {
+    T::attention_compiled(q, k, v, cfg, Layout::KeyPadded(key_lengths))
 }
 
 /// The engine for one element type. [`attention`] reaches it through
@@ -106,18 +122,16 @@ pub(crate) fn attention_generic<T: Element>(
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
-    sequences: Option<&Sequences>,
+    layout: Layout<'_>,
 ) -> Result<Tensor<T>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
-    if let Some(s) = sequences {
-        s.check(&dims)?;
-    }
+    layout.check(&dims)?;
     crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;
     let visibility = Visibility {
         mask: cfg.mask,
         window: cfg.window,
-        sequences,
+        layout,
     };
     run_with_threads(cfg.threads, || {
         attend_validated(q, k, v, cfg, visibility, dims, out.as_mut_slice())
@@ -315,7 +329,7 @@ impl<T: Element> HeadJob<'_, T> {
         scratch.max[..rows].fill(initial_max);
         scratch.sum[..rows].fill(T::ZERO);
         scratch.abs_sum[..rows].fill(T::ZERO);
-        let visible = |r: usize| self.visibility.key_range(dims, first_row + r);
+        let visible = |r: usize| self.visibility.key_range(dims, self.batch, first_row + r);
         // Ranges never shrink from row to row: the tile's keys run from its first row's first
         // visible key to its last row's last one, so tiles outside a window's band are skipped.
         let key_end = visible(rows - 1).end;

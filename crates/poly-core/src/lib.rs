@@ -44,19 +44,22 @@ pub mod primitives {
 
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;
-pub use engine::{KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, attention_packed, run_with_threads};
+pub use engine::{
+    KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, attention_packed, attention_padded,
+    run_with_threads,
+};
 pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{
     exact_attention_flops, exact_attention_flops_in_window, visible_pairs, visible_pairs_in_window,
 };
 pub use layernorm::{layernorm_in_place, layernorm_rows};
 pub use normalize::check_normalizer;
-pub use reference::{reference_attention, reference_attention_packed};
+pub use reference::{reference_attention, reference_attention_packed, reference_attention_padded};
 pub use resources::{
     check_allocation, check_elements, check_threads, checked_product, default_memory_budget,
     max_threads, memory_budget, set_memory_budget,
 };
-pub use sequences::Sequences;
+pub use sequences::{Layout, Sequences};
 pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
 pub use validate::{Dims, check_inputs};
 

@@ -6,7 +6,7 @@
 use crate::config::{AttentionConfig, Kernel, LAYERNORM_EPS, Normalization};
 use crate::element::Element;
 use crate::error::{Error, Result, RowPosition};
-use crate::sequences::{Sequences, Visibility};
+use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::check_inputs;
 
@@ -34,7 +34,7 @@ pub fn reference_attention<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Tensor<f64>> {
-    reference(q, k, v, cfg, None)
+    reference(q, k, v, cfg, Layout::Dense)
 }
 
 /// [`reference_attention`] over packed sequences (see [`crate::attention_packed`]).
@@ -48,7 +48,21 @@ pub fn reference_attention_packed<T: Element>(
     cfg: &AttentionConfig,
     sequences: &Sequences,
 ) -> Result<Tensor<f64>> {
-    reference(q, k, v, cfg, Some(sequences))
+    reference(q, k, v, cfg, Layout::Packed(sequences))
+}
+
+/// [`reference_attention`] over a right-padded batch (see [`crate::attention_padded`]).
+///
+/// # Errors
+/// As [`crate::attention_padded`].
+pub fn reference_attention_padded<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    key_lengths: &[usize],
+) -> Result<Tensor<f64>> {
+    reference(q, k, v, cfg, Layout::KeyPadded(key_lengths))
 }
 
 fn reference<T: Element>(
@@ -56,16 +70,14 @@ fn reference<T: Element>(
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
-    sequences: Option<&Sequences>,
+    layout: Layout<'_>,
 ) -> Result<Tensor<f64>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
-    if let Some(s) = sequences {
-        s.check(&dims)?;
-    }
+    layout.check(&dims)?;
     let visibility = Visibility {
         mask: cfg.mask,
         window: cfg.window,
-        sequences,
+        layout,
     };
     let scale = cfg.effective_scale(dims.d);
     let mut out = Vec::with_capacity(dims.batch_heads() * dims.n_q * dims.d_v);
@@ -77,7 +89,7 @@ fn reference<T: Element>(
             let ks = rows_f64(k.head(batch, kv)?, dims.d, cfg.layernorm);
             let vs = rows_f64(v.head(batch, kv)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
-                let visible = visibility.key_range(&dims, i);
+                let visible = visibility.key_range(&dims, batch, i);
                 let scores: Vec<f64> = ks[visible.clone()]
                     .iter()
                     .map(|kj| scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>())

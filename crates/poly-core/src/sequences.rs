@@ -78,26 +78,70 @@ impl Sequences {
     }
 }
 
-/// Which keys each query row sees: the mask and window, within the row's sequence when packed.
+/// How the sequence axis of one call is laid out: one sequence per (batch, head), packed
+/// sequences, or one right-padded sequence per batch entry with its valid key count. Public only
+/// for the compiled entry points ([`crate::Element`]); use [`crate::attention`],
+/// [`crate::attention_packed`] or [`crate::attention_padded`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Layout<'a> {
+    /// Every key of the head is a candidate.
+    Dense,
+    /// Packed sequences (see [`crate::attention_packed`]).
+    Packed(&'a Sequences),
+    /// Valid key counts per batch entry (see [`crate::attention_padded`]).
+    KeyPadded(&'a [usize]),
+}
+
+impl Layout<'_> {
+    /// Checks the layout against the tensors' dimensions.
+    ///
+    /// # Errors
+    /// Packed lengths that do not fill the axis; key lengths that are not one per batch entry,
+    /// each in 1..=n_k.
+    pub(crate) fn check(&self, dims: &Dims) -> Result<()> {
+        match *self {
+            Layout::Dense => Ok(()),
+            Layout::Packed(s) => s.check(dims),
+            Layout::KeyPadded(lengths) => {
+                let bad =
+                    lengths.len() != dims.batch || lengths.iter().any(|&l| l == 0 || l > dims.n_k);
+                if bad {
+                    return Err(Error::InvalidParameter {
+                        name: "key lengths",
+                        value: format!(
+                            "{lengths:?} for batch {} and n_k = {}",
+                            dims.batch, dims.n_k
+                        ),
+                        expected: "one valid key count per batch entry, each in 1..=n_k",
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Which keys each query row sees: the mask and window, within the row's sequence when packed,
+/// below the batch entry's valid length when padded.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Visibility<'a> {
     pub mask: Mask,
     pub window: Option<usize>,
-    pub sequences: Option<&'a Sequences>,
+    pub layout: Layout<'a>,
 }
 
 impl Visibility<'_> {
-    /// The visible keys of `row`: one contiguous range whose ends never decrease with the row
-    /// (within a sequence as without), which the engine's tile loop relies on.
-    pub fn key_range(&self, dims: &Dims, row: usize) -> Range<usize> {
+    /// The visible keys of `row` of batch entry `batch`: one contiguous range whose ends never
+    /// decrease with the row, which the engine's tile loop relies on.
+    pub fn key_range(&self, dims: &Dims, batch: usize, row: usize) -> Range<usize> {
         let base = dims.key_range(self.mask, self.window, row);
-        match self.sequences {
-            None => base,
-            Some(s) => {
-                let seq = s.containing(row);
-                let (lo, hi) = (base.start.max(seq.start), base.end.min(seq.end));
-                lo.min(hi)..hi
-            }
-        }
+        let limit = match self.layout {
+            Layout::Dense => return base,
+            Layout::Packed(s) => s.containing(row),
+            Layout::KeyPadded(lengths) => 0..lengths[batch],
+        };
+        let (lo, hi) = (base.start.max(limit.start), base.end.min(limit.end));
+        lo.min(hi)..hi
     }
 }

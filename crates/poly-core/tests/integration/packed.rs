@@ -1,14 +1,24 @@
-//! Packed variable-length sequences: each sequence alone, computed by ordinary attention, gives
-//! exactly its rows of the packed result; the reference agrees; bad lengths are errors.
+//! Packed variable-length sequences and right-padded batches: each sequence alone, computed by
+//! ordinary attention, gives its rows of the packed (or padded) result; the reference agrees; bad
+//! lengths are errors.
 
 use crate::common::{Data, random_tensor, relative_error, rng};
 use poly_core::{
     AttentionConfig, Error, Kernel, Mask, Normalization, Sequences, Tensor, attention,
-    attention_packed, reference_attention_packed,
+    attention_packed, attention_padded, reference_attention_packed, reference_attention_padded,
 };
 
 fn rows_of(x: &Tensor<f32>, rows: std::ops::Range<usize>) -> Tensor<f32> {
     x.view().rows(rows).unwrap()
+}
+
+/// Largest |a − b| / max(|b|, 1e-3) between two results of the same rows.
+fn max_relative_gap(a: &Tensor<f32>, b: &Tensor<f32>) -> f32 {
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+        .fold(0.0f32, f32::max)
 }
 
 #[test]
@@ -52,12 +62,7 @@ fn each_packed_sequence_equals_attention_over_it_alone() {
                         let alone = attention(qs.view(), ks.view(), vs.view(), &cfg).unwrap();
                         let mine = rows_of(&packed, rows);
                         // Tile plans differ with n, so equal within rounding, not bits.
-                        let err = mine
-                            .as_slice()
-                            .iter()
-                            .zip(alone.as_slice())
-                            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
-                            .fold(0.0f32, f32::max);
+                        let err = max_relative_gap(&mine, &alone);
                         assert!(err < 1e-4, "{label} sequence at {start}: {err}");
                         start += len;
                     }
@@ -97,4 +102,57 @@ fn lengths_that_do_not_fill_the_axis_are_errors() {
     // Row ranges outside the sequence axis are errors, not panics.
     assert!(x.view().rows(3..6).is_err());
     assert_eq!(x.view().rows(1..3).unwrap().shape(), [1, 1, 2, 1]);
+}
+
+/// `x` (`[b, h, n, d]`) with batch entry `b`'s rows cut to `len`: that entry alone.
+fn entry(x: &Tensor<f32>, b: usize, len: usize) -> Tensor<f32> {
+    let [_, h, n, d] = x.shape();
+    let one = &x.as_slice()[b * h * n * d..(b + 1) * h * n * d];
+    let t = Tensor::from_vec([1, h, n, d], one.to_vec()).unwrap();
+    t.view().rows(0..len).unwrap()
+}
+
+#[test]
+fn padded_keys_are_never_seen() {
+    let mut r = rng(52);
+    let (n, lengths) = (70, [70, 1, 33]);
+    let q = random_tensor::<f32>(&mut r, [3, 2, n, 6], Data::Positive);
+    let k = random_tensor::<f32>(&mut r, [3, 2, n, 6], Data::Positive);
+    let v = random_tensor::<f32>(&mut r, [3, 2, n, 4], Data::Signed);
+    for kernel in [Kernel::Polynomial { degree: 4 }, Kernel::Softmax] {
+        for mask in [Mask::None, Mask::Causal] {
+            let cfg = AttentionConfig::new(kernel).with_mask(mask);
+            let padded = attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
+            let want =
+                reference_attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
+            assert!(relative_error(&padded, &want) < 1e-4, "{kernel:?} {mask:?}");
+            for (b, &len) in lengths.iter().enumerate() {
+                // The valid rows equal the entry cut to its length (the padding never enters).
+                let alone = attention(
+                    entry(&q, b, len).view(),
+                    entry(&k, b, len).view(),
+                    entry(&v, b, len).view(),
+                    &cfg,
+                )
+                .unwrap();
+                let mine = entry(&padded, b, len);
+                let err = max_relative_gap(&mine, &alone);
+                assert!(err < 1e-4, "{kernel:?} {mask:?} entry {b}: {err}");
+            }
+        }
+    }
+    let cfg = AttentionConfig::polynomial(2);
+    for bad in [&[70, 1][..], &[70, 0, 3], &[71, 1, 1]] {
+        let err = attention_padded(q.view(), k.view(), v.view(), &cfg, bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidParameter {
+                    name: "key lengths",
+                    ..
+                }
+            ),
+            "{bad:?}"
+        );
+    }
 }
