@@ -29,6 +29,9 @@ def parse():
     p.add_argument("--d", type=int, default=64)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--overhead-repeat", type=int, default=21,
+                   help="alternating Python/engine calls for the overhead (5 calls read ±4%%: the "
+                        "engine's own spread)")
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--max-dense-n", type=int, default=8192,
                    help="largest n for the hand-written torch version (it holds n × n matrices)")
@@ -84,7 +87,7 @@ def overhead_at_4096(rng, bh, d):
     for causal in (False, True):
         timed(lambda: polyattn.attention(q, k, v, degree=4, causal=causal))  # warm-up
         python, engine = [], []
-        for _ in range(ARGS.repeat):
+        for _ in range(ARGS.overhead_repeat):
             t0 = time.perf_counter()
             polyattn.attention(q, k, v, degree=4, causal=causal)
             python.append(time.perf_counter() - t0)
