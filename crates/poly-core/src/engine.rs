@@ -390,7 +390,7 @@ impl<T: Element> HeadJob<'_, T> {
 }
 
 /// Online step of polynomial attention for one row of one key tile (docs/math.md §2.3).
-fn update_polynomial_row<T: Element>(
+pub(crate) fn update_polynomial_row<T: Element>(
     scores: &mut [T],
     degree: u32,
     m: &mut T,
@@ -423,7 +423,12 @@ fn update_polynomial_row<T: Element>(
 }
 
 /// Online step of softmax attention for one row of one key tile (docs/math.md §2.4).
-fn update_softmax_row<T: Element>(scores: &mut [T], m: &mut T, sum: &mut T, acc: &mut [T]) {
+pub(crate) fn update_softmax_row<T: Element>(
+    scores: &mut [T],
+    m: &mut T,
+    sum: &mut T,
+    acc: &mut [T],
+) {
     let tile_max = row_max(scores);
     if tile_max > *m {
         if m.to_f64() > f64::NEG_INFINITY {

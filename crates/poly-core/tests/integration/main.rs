@@ -4,6 +4,7 @@ mod accuracy;
 mod common;
 mod errors;
 mod grouped_heads;
+mod kv_cache;
 mod overflow;
 mod packed;
 mod properties;
