@@ -340,28 +340,13 @@ impl<T: Element> HeadJob<'_, T> {
             let k_tile = &self.k[key_start * d..(key_start + cols) * d];
             gemm_abt(scores, q_tile, k_tile, rows, cols, d, self.scale);
             for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-                let range = visible(r);
-                let end = range.end.saturating_sub(key_start).min(cols);
-                let start = range.start.saturating_sub(key_start).min(end);
-                let (before, rest) = row.split_at_mut(start);
-                let (vis, after) = rest.split_at_mut(end - start);
-                before.fill(T::ZERO);
-                after.fill(T::ZERO);
-                if vis.is_empty() {
-                    continue;
-                }
-                let acc = &mut out[r * d_v..(r + 1) * d_v];
-                let (m, sum, abs_sum) = (
-                    &mut scratch.max[r],
-                    &mut scratch.sum[r],
-                    &mut scratch.abs_sum[r],
-                );
-                match cfg.kernel {
-                    Kernel::Polynomial { degree } => {
-                        update_polynomial_row(vis, degree, m, sum, abs_sum, acc)
-                    }
-                    Kernel::Softmax => update_softmax_row(vis, m, sum, acc),
-                }
+                let stats = RowStats {
+                    max: &mut scratch.max[r],
+                    sum: &mut scratch.sum[r],
+                    abs_sum: &mut scratch.abs_sum[r],
+                    acc: &mut out[r * d_v..(r + 1) * d_v],
+                };
+                update_row(row, key_start, visible(r), cfg.kernel, stats);
             }
             let v_tile = &self.v[key_start * d_v..(key_start + cols) * d_v];
             gemm_add_ab(out, scores, v_tile, rows, d_v, cols);
@@ -389,8 +374,48 @@ impl<T: Element> HeadJob<'_, T> {
     }
 }
 
+/// One row's running statistics and accumulator `Σ w' v` (docs/math.md §2.3).
+pub(crate) struct RowStats<'a, T> {
+    pub max: &'a mut T,
+    pub sum: &'a mut T,
+    pub abs_sum: &'a mut T,
+    pub acc: &'a mut [T],
+}
+
+/// The online step for one row of one key tile starting at key `tile_start`: scores outside the
+/// row's `visible` keys become 0 (so the tile's `W·V` GEMM ignores them), the visible ones become
+/// the scale-free weights `w'` and update `stats`. Shared by the engine and the KV cache.
+pub(crate) fn update_row<T: Element>(
+    row: &mut [T],
+    tile_start: usize,
+    visible: std::ops::Range<usize>,
+    kernel: Kernel,
+    stats: RowStats<'_, T>,
+) {
+    let cols = row.len();
+    let end = visible.end.saturating_sub(tile_start).min(cols);
+    let start = visible.start.saturating_sub(tile_start).min(end);
+    let (before, rest) = row.split_at_mut(start);
+    let (vis, after) = rest.split_at_mut(end - start);
+    before.fill(T::ZERO);
+    after.fill(T::ZERO);
+    if vis.is_empty() {
+        return;
+    }
+    let RowStats {
+        max,
+        sum,
+        abs_sum,
+        acc,
+    } = stats;
+    match kernel {
+        Kernel::Polynomial { degree } => update_polynomial_row(vis, degree, max, sum, abs_sum, acc),
+        Kernel::Softmax => update_softmax_row(vis, max, sum, acc),
+    }
+}
+
 /// Online step of polynomial attention for one row of one key tile (docs/math.md §2.3).
-pub(crate) fn update_polynomial_row<T: Element>(
+fn update_polynomial_row<T: Element>(
     scores: &mut [T],
     degree: u32,
     m: &mut T,
@@ -423,12 +448,7 @@ pub(crate) fn update_polynomial_row<T: Element>(
 }
 
 /// Online step of softmax attention for one row of one key tile (docs/math.md §2.4).
-pub(crate) fn update_softmax_row<T: Element>(
-    scores: &mut [T],
-    m: &mut T,
-    sum: &mut T,
-    acc: &mut [T],
-) {
+fn update_softmax_row<T: Element>(scores: &mut [T], m: &mut T, sum: &mut T, acc: &mut [T]) {
     let tile_max = row_max(scores);
     if tile_max > *m {
         if m.to_f64() > f64::NEG_INFINITY {

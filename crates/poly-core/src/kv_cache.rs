@@ -9,7 +9,7 @@
 
 use crate::config::{AttentionConfig, Kernel, Mask};
 use crate::element::Element;
-use crate::engine::{run_with_threads, update_polynomial_row, update_softmax_row};
+use crate::engine::{RowStats, run_with_threads, update_row};
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::gemm::{gemm_abt, gemm_add_ab};
 use crate::kernels::{first_non_finite, powi};
@@ -17,6 +17,7 @@ use crate::layernorm::layernorm_in_place;
 use crate::normalize::{RowTotals, finalize_row};
 use crate::resources::check_elements;
 use crate::tensor::Tensor;
+use crate::validate::Dims;
 use rayon::prelude::*;
 
 /// Keys per split-K task.
@@ -46,22 +47,20 @@ struct Partial<T> {
 
 impl<T: Element> KvCache<T> {
     /// An empty cache for `kv_heads` heads of keys of dimension `d` and values of `d_v`, read with
-    /// `cfg`'s kernel, normalization, scale, LayerNorm and threads. Queries are the newest tokens:
-    /// under `Mask::Causal` query i of t sees the keys up to its own position (len − t + i); under
-    /// `Mask::None` every cached key.
+    /// `cfg`'s kernel, mask, window, normalization, scale, LayerNorm and threads. Queries are the
+    /// newest tokens, aligned as the engine aligns n_q queries to the last n_k keys: under
+    /// `Mask::Causal` query i of t sees the keys up to its own position (len − t + i), under
+    /// `Mask::None` every cached key, and a window narrows either to a band.
     ///
     /// # Errors
-    /// An invalid configuration, a window (not supported here), or a zero dimension.
+    /// An invalid configuration, or a zero dimension.
     pub fn new(cfg: &AttentionConfig, kv_heads: usize, d: usize, d_v: usize) -> Result<Self> {
         cfg.validate()?;
-        if cfg.window.is_some() || kv_heads == 0 || d == 0 || d_v == 0 {
+        if kv_heads == 0 || d == 0 || d_v == 0 {
             return Err(Error::InvalidParameter {
                 name: "kv cache",
-                value: format!(
-                    "kv_heads {kv_heads}, d {d}, d_v {d_v}, window {:?}",
-                    cfg.window
-                ),
-                expected: "kv_heads, d, d_v ≥ 1 and no window",
+                value: format!("kv_heads {kv_heads}, d {d}, d_v {d_v}"),
+                expected: "kv_heads, d, d_v ≥ 1",
             });
         }
         Ok(KvCache {
@@ -201,14 +200,6 @@ impl<T: Element> KvCache<T> {
         Ok(out)
     }
 
-    /// The keys query row `r` of `t` sees.
-    fn visible(&self, r: usize, t: usize) -> usize {
-        match self.cfg.mask {
-            Mask::Causal => self.len - t + r + 1,
-            _ => self.len,
-        }
-    }
-
     /// Partial statistics of chunk `c` of k/v head `kv` for the `t` query rows `q`.
     fn partial(&self, q: &[T], kv: usize, c: usize, t: usize, scale: T) -> Partial<T> {
         let (d, d_v) = (self.d, self.d_v);
@@ -227,25 +218,18 @@ impl<T: Element> KvCache<T> {
         let mut scores = vec![T::ZERO; t * cols];
         let keys = &self.keys[kv][start * d..(start + cols) * d];
         gemm_abt(&mut scores, q, keys, t, cols, d, scale);
+        // The t queries are the newest tokens: the engine's alignment of n_q = t rows to the
+        // last of n_k = len keys, with the configured mask and window.
+        let dims = Dims::new(1, 1, t, self.len, d, d_v);
         for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-            let len = self.visible(r, t).saturating_sub(start).min(cols);
-            let (vis, hidden) = row.split_at_mut(len);
-            hidden.fill(T::ZERO);
-            if vis.is_empty() {
-                continue;
-            }
-            let acc = &mut p.acc[r * d_v..(r + 1) * d_v];
-            match self.cfg.kernel {
-                Kernel::Polynomial { degree } => update_polynomial_row(
-                    vis,
-                    degree,
-                    &mut p.max[r],
-                    &mut p.sum[r],
-                    &mut p.abs_sum[r],
-                    acc,
-                ),
-                Kernel::Softmax => update_softmax_row(vis, &mut p.max[r], &mut p.sum[r], acc),
-            }
+            let stats = RowStats {
+                max: &mut p.max[r],
+                sum: &mut p.sum[r],
+                abs_sum: &mut p.abs_sum[r],
+                acc: &mut p.acc[r * d_v..(r + 1) * d_v],
+            };
+            let visible = dims.key_range(self.cfg.mask, self.cfg.window, r);
+            update_row(row, start, visible, self.cfg.kernel, stats);
         }
         let values = &self.values[kv][start * d_v..(start + cols) * d_v];
         gemm_add_ab(&mut p.acc, &scores, values, t, d_v, cols);
