@@ -20,6 +20,7 @@ fn exact_config(
     scale: Option<f64>,
     layernorm: bool,
     threads: Option<usize>,
+    window: Option<usize>,
 ) -> PyResult<AttentionConfig> {
     let kernel = match (kernel, degree) {
         ("poly", degree) => Kernel::Polynomial {
@@ -44,6 +45,7 @@ fn exact_config(
         .with_layernorm(layernorm)
         .with_threads(options::threads(threads)?);
     cfg.scale = scale;
+    cfg.window = window;
     cfg.validate().map_err(to_py)?;
     Ok(cfg)
 }
@@ -122,11 +124,9 @@ pub fn attention<'py>(
         ));
     }
     let sequences = packed(seq_lens)?;
-    let mut cfg = exact_config(
-        kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
+    let cfg = exact_config(
+        kernel, degree, causal, norm, norm_bias, scale, layernorm, threads, window,
     )?;
-    cfg.window = window;
-    cfg.validate().map_err(to_py)?;
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
         Triple::F32(arrays) => run_exact(
@@ -149,9 +149,10 @@ pub fn attention<'py>(
 }
 
 /// Times `repeat` calls of the exact engine alone on these arrays (seconds per call): the
-/// baseline of the Python-overhead benchmark, measured in the same process.
+/// baseline of the Python-overhead benchmark, measured in the same process. The other keywords
+/// take `attention`'s defaults.
 #[pyfunction]
-#[pyo3(signature = (q, k, v, repeat, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[pyo3(signature = (q, k, v, repeat, *, kernel="poly", degree=None, causal=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn time_engine(
     py: Python<'_>,
@@ -162,15 +163,8 @@ pub fn time_engine(
     kernel: &str,
     degree: Option<u32>,
     causal: bool,
-    norm: &str,
-    norm_bias: Option<f64>,
-    scale: Option<f64>,
-    layernorm: bool,
-    threads: Option<usize>,
 ) -> PyResult<Vec<f64>> {
-    let cfg = exact_config(
-        kernel, degree, causal, norm, norm_bias, scale, layernorm, threads,
-    )?;
+    let cfg = exact_config(kernel, degree, causal, "sum", None, None, false, None, None)?;
     fn timed<T: Element + numpy::Element>(
         py: Python<'_>,
         [q, k, v]: &[numpy::PyReadonlyArrayDyn<'_, T>; 3],

@@ -1,7 +1,9 @@
 """Bad input raises (ValueError with the engine's message, MemoryError for the budget) and never
 crashes the interpreter; concurrent calls release the GIL and agree."""
 
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -125,18 +127,25 @@ def test_two_python_threads_compute_at_once_and_agree():
 
 
 def test_the_gil_is_released_during_the_computation():
+    # With a huge switch interval the interpreter never takes the GIL from a thread that holds
+    # it, so the main thread can count during the worker's call only if the call released it.
     q, k, v = (arr((8, 3000, 32), s, np.float32) for s in range(3))
-    started = threading.Event()
+    ticks, seen = [0], {}
 
     def work():
-        started.set()
+        seen["before"] = ticks[0]
         polyattn.attention(q, k, v, threads=1)
+        seen["after"] = ticks[0]
 
-    t = threading.Thread(target=work)
-    t.start()
-    started.wait()
-    ticks = 0
-    while t.is_alive():  # runs only if the worker does not hold the GIL
-        ticks += 1
-    t.join()
-    assert ticks > 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        while t.is_alive():
+            ticks[0] += 1
+            time.sleep(0)  # lets the worker take the GIL back when its call returns
+        t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert seen["after"] > seen["before"]
