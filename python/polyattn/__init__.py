@@ -40,6 +40,7 @@ __all__ = [
     "Favor",
     "ExactDegree2",
     "DecodingState",
+    "KvCache",
     "memory_budget",
     "set_memory_budget",
 ]
@@ -270,8 +271,14 @@ class DecodingState:
 
     def step(self, q: Any, k: Any, v: Any) -> np.ndarray:
         """Absorbs one token's ``k`` ``[d]`` and ``v`` ``[d_v]`` and returns the output ``[d_v]``
-        for its query ``q`` ``[d]``. A step that raises leaves the state unchanged."""
+        for its query ``q`` ``[d]`` — or, under grouped-query attention (one state per k/v head),
+        the outputs ``[g, d_v]`` for the queries ``[g, d]`` of the g query heads sharing it.
+        A step that raises leaves the state unchanged."""
         return self._state.step(_as_array(q, "q"), _as_array(k, "k"), _as_array(v, "v"))
+
+    def reset(self) -> None:
+        """Forgets every absorbed token, so the next sequence (of a packed batch) starts here."""
+        self._state.reset()
 
     def __len__(self) -> int:
         return len(self._state)
@@ -285,3 +292,74 @@ class DecodingState:
     def feature_dim(self) -> int:
         """The feature dimension m of the state."""
         return self._state.feature_dim
+
+
+class KvCache:
+    """Exact decoding: the keys and values of ``kv_heads`` heads, growing token by token, and
+    attention of the newest tokens' queries over all of them.
+
+    Each key chunk of 1024 tokens of each head is one task (split-K, flash-decoding), so one
+    head's step uses every thread; results do not depend on the thread count. Tokens are
+    checked for finite values once, when they are appended.
+
+    Args:
+        kv_heads, d, d_v: heads of keys and values, the key and value dimensions.
+        kernel, degree, norm, norm_bias, scale, layernorm, threads, window: as for
+            :func:`attention`.
+        causal: query i of the t newest sees the keys up to its own position (default);
+            otherwise every cached key.
+        dtype: ``"float32"`` or ``"float64"``; inputs must have this dtype.
+
+    Example::
+
+        cache = polyattn.KvCache(2, 64, 64, degree=4)
+        cache.append(k_prompt, v_prompt)      # [2, P, 64] each
+        cache.append(k_new, v_new)            # [2, 1, 64]
+        y = cache.attend(q_new)               # q [8, 1, 64] (4 query heads per k/v head) -> [8, 1, 64]
+    """
+
+    def __init__(
+        self,
+        kv_heads: int,
+        d: int,
+        d_v: int,
+        *,
+        kernel: str = "poly",
+        degree: Optional[int] = None,
+        causal: bool = True,
+        norm: str = "sum",
+        norm_bias: Optional[float] = None,
+        scale: Optional[float] = None,
+        layernorm: bool = False,
+        threads: Optional[int] = None,
+        window: Optional[int] = None,
+        dtype: str = "float32",
+    ) -> None:
+        self._cache = _polyattn.KvCache(
+            kv_heads, d, d_v, kernel=kernel, degree=degree, causal=causal, norm=norm,
+            norm_bias=norm_bias, scale=scale, layernorm=layernorm, threads=threads,
+            window=window, dtype=dtype,
+        )
+
+    def append(self, k: Any, v: Any) -> None:
+        """Appends t tokens: keys ``[kv_heads, t, d]`` and values ``[kv_heads, t, d_v]``. An
+        append that raises leaves the cache unchanged."""
+        self._cache.append(_as_array(k, "k"), _as_array(v, "v"))
+
+    def attend(self, q: Any) -> np.ndarray:
+        """Attention of the newest t tokens' queries ``[heads, t, d]`` (heads a multiple of
+        kv_heads: query head h reads k/v head h // (heads / kv_heads)) over the cache:
+        ``[heads, t, d_v]``."""
+        return self._cache.attend(_as_array(q, "q"))
+
+    def reserve(self, tokens: int) -> None:
+        """Reserves room for ``tokens`` more tokens (``MemoryError`` beyond the budget)."""
+        self._cache.reserve(tokens)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def dtype(self) -> str:
+        """``"float32"`` or ``"float64"``."""
+        return self._cache.dtype

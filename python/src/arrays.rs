@@ -126,3 +126,27 @@ pub fn output<'py, T: Element + numpy::Element>(
     let flat = numpy::PyArray1::from_vec(py, t.into_vec());
     Ok(flat.reshape(dims)?.into_any())
 }
+
+/// `x` as an array of the element type `T` that `owner` (a state or cache, built for one dtype)
+/// holds (a `ValueError` otherwise).
+pub fn typed<'py, T: Element + numpy::Element>(
+    x: &Bound<'py, PyAny>,
+    name: &str,
+    owner: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+    let a = Array::extract(x, name)?;
+    let found = a.dtype();
+    x.cast::<numpy::PyArrayDyn<T>>()
+        .map_err(|_| {
+            value_error(format!(
+                "{name} is {found} but {owner} is {}: pass arrays of its dtype",
+                if size_of::<T>() == 4 {
+                    "float32"
+                } else {
+                    "float64"
+                }
+            ))
+        })?
+        .try_readonly()
+        .map_err(|e| value_error(format!("{name} cannot be borrowed: {e}")))
+}

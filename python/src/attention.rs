@@ -11,7 +11,7 @@ use std::time::Instant;
 
 /// The exact engine's configuration from the keyword arguments.
 #[allow(clippy::too_many_arguments)]
-fn exact_config(
+pub(crate) fn exact_config(
     kernel: &str,
     degree: Option<u32>,
     causal: bool,

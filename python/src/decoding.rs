@@ -1,6 +1,6 @@
 //! `DecodingState`: token-by-token sketched decoding, in the dtype chosen at construction.
 
-use crate::arrays::Array;
+use crate::arrays::typed;
 use crate::errors::{to_py, value_error};
 use crate::maps::PyFeatureMap;
 use crate::options;
@@ -44,35 +44,16 @@ fn rows<'a, T: Element + numpy::Element>(
         .map_err(|_| value_error(format!("{name} is not C-contiguous")))
 }
 
-/// `x` in the state's element type `T` (a `ValueError` otherwise).
-fn typed<'py, T: Element + numpy::Element>(
-    x: &Bound<'py, PyAny>,
-    name: &str,
-) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
-    let a = Array::extract(x, name)?;
-    let found = a.dtype();
-    x.cast::<numpy::PyArrayDyn<T>>()
-        .map_err(|_| {
-            value_error(format!(
-                "{name} is {found} but the state is {}: pass arrays of the state's dtype",
-                if size_of::<T>() == 4 {
-                    "float32"
-                } else {
-                    "float64"
-                }
-            ))
-        })?
-        .try_readonly()
-        .map_err(|e| value_error(format!("{name} cannot be borrowed: {e}")))
-}
-
 fn prefill_typed<T: Element + numpy::Element>(
     py: Python<'_>,
     s: &mut DecodingState<'static, T>,
     (k, v): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
     (d, d_v): (usize, usize),
 ) -> PyResult<()> {
-    let (k, v) = (typed::<T>(k, "k")?, typed::<T>(v, "v")?);
+    let (k, v) = (
+        typed::<T>(k, "k", "the state")?,
+        typed::<T>(v, "v", "the state")?,
+    );
     let (k, v) = (rows(&k, d, "k")?, rows(&v, d_v, "v")?);
     py.detach(|| s.prefill(k, v)).map_err(to_py)
 }
@@ -84,13 +65,20 @@ fn step_typed<'py, T: Element + numpy::Element>(
     (d, d_v): (usize, usize),
 ) -> PyResult<Bound<'py, PyAny>> {
     let (q, k, v) = (
-        typed::<T>(q, "q")?,
-        typed::<T>(k, "k")?,
-        typed::<T>(v, "v")?,
+        typed::<T>(q, "q", "the state")?,
+        typed::<T>(k, "k", "the state")?,
+        typed::<T>(v, "v", "the state")?,
     );
+    let grouped = q.ndim() == 2;
     let (q, k, v) = (rows(&q, d, "q")?, rows(&k, d, "k")?, rows(&v, d_v, "v")?);
-    let out = s.step(q, k, v).map_err(to_py)?;
-    Ok(numpy::PyArray1::from_vec(py, out).into_any())
+    let g = q.len() / d;
+    let out = numpy::PyArray1::from_vec(py, s.step(q, k, v).map_err(to_py)?);
+    // One query row in, one output row out; a group `[g, d]` in, `[g, d_v]` out.
+    Ok(if grouped {
+        out.reshape([g, d_v])?.into_any()
+    } else {
+        out.into_any()
+    })
 }
 
 #[pymethods]
@@ -153,7 +141,8 @@ impl PyDecodingState {
     }
 
     /// Absorbs one token's `k` (`[d]`) and `v` (`[d_v]`) and returns the output (`[d_v]`) for
-    /// its query `q` (`[d]`). A step that fails leaves the state as it was.
+    /// its query `q` (`[d]`), or for the queries `[g, d]` of the g query heads that share this
+    /// k/v head (`[g, d_v]`). A step that fails leaves the state as it was.
     fn step<'py>(
         &mut self,
         py: Python<'py>,
@@ -165,6 +154,14 @@ impl PyDecodingState {
         match &mut self.state {
             State::F32(s) => step_typed(py, s, (q, k, v), dims),
             State::F64(s) => step_typed(py, s, (q, k, v), dims),
+        }
+    }
+
+    /// Forgets every absorbed token: the next sequence starts here.
+    fn reset(&mut self) {
+        match &mut self.state {
+            State::F32(s) => s.reset(),
+            State::F64(s) => s.reset(),
         }
     }
 

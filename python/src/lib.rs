@@ -8,6 +8,7 @@ mod arrays;
 mod attention;
 mod decoding;
 mod errors;
+mod kv_cache;
 mod maps;
 mod options;
 
@@ -23,6 +24,7 @@ fn _polyattn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(options::memory_budget, m)?)?;
     m.add_class::<maps::PyFeatureMap>()?;
     m.add_class::<decoding::PyDecodingState>()?;
+    m.add_class::<kv_cache::PyKvCache>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

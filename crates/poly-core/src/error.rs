@@ -157,6 +157,30 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The same error with its row position (if it names one) moved by `f`: for callers that
+    /// computed a piece of a larger problem (a packed sequence, one batch entry, one k/v head's
+    /// group) and report positions in the whole.
+    #[must_use]
+    pub fn moved(self, f: impl Fn(RowPosition) -> RowPosition) -> Self {
+        match self {
+            Error::AllScoresZero { at } => Error::AllScoresZero { at: f(at) },
+            Error::IllConditionedNormalizer {
+                at,
+                ratio,
+                tolerance,
+            } => Error::IllConditionedNormalizer {
+                at: f(at),
+                ratio,
+                tolerance,
+            },
+            Error::NoVisibleKeys { at } => Error::NoVisibleKeys { at: f(at) },
+            Error::Overflow { at, what } => Error::Overflow { at: f(at), what },
+            other => other,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -178,12 +178,18 @@ impl<T: Element> KvCache<T> {
             layernorm_in_place(&mut queries, d)?;
         }
         let group = heads / self.kv_heads;
-        let chunks = self.len.div_ceil(DECODE_CHUNK);
+        // Only the chunks that some query row sees (a window leaves the older ones out); the
+        // row ranges never move back, so the first row's start and the last row's end bound them.
+        let dims = Dims::new(1, 1, t, self.len, d, self.d_v);
+        let first = dims.key_range(self.cfg.mask, self.cfg.window, 0).start;
+        let end = dims.key_range(self.cfg.mask, self.cfg.window, t - 1).end;
+        let first_chunk = (first / DECODE_CHUNK).min(end.saturating_sub(1) / DECODE_CHUNK);
+        let chunks = end.div_ceil(DECODE_CHUNK) - first_chunk;
         let mut out = Tensor::zeros([1, heads, t, self.d_v])?;
         let scale = T::from_f64(self.cfg.effective_scale(d));
         run_with_threads(self.cfg.threads, || {
             let tasks: Vec<(usize, usize)> = (0..heads)
-                .flat_map(|h| (0..chunks).map(move |c| (h, c)))
+                .flat_map(|h| (first_chunk..first_chunk + chunks).map(move |c| (h, c)))
                 .collect();
             let partials: Vec<Partial<T>> = tasks
                 .into_par_iter()

@@ -216,21 +216,28 @@ impl<'m, T: Element> DecodingState<'m, T> {
 
     /// Absorbs one token's `k`, `v` and returns the output for its query `q`.
     ///
+    /// Under grouped-query attention one state holds one k/v head and `q` holds the new token's
+    /// query rows of every query head in its group (`g × d`, output `g × d_v`): the state is
+    /// built once and read by all of them, as the engine reads a shared k/v head.
+    ///
     /// # Errors
     /// Wrong lengths; non-finite inputs; a zero normalizer; a non-finite output.
     pub fn step(&mut self, q: &[T], k: &[T], v: &[T]) -> Result<Vec<T>> {
-        let mut out = vec![T::ZERO; self.d_v];
+        let mut out = vec![T::ZERO; (q.len() / self.d) * self.d_v];
         self.step_into(q, k, v, &mut out)?;
         Ok(out)
     }
 
-    /// [`DecodingState::step`] into a caller's buffer of length `d_v`. The state's own buffers are
-    /// reused; only the feature map's scratch (a few vectors of length r) is allocated per call.
+    /// [`DecodingState::step`] into a caller's buffer of `g × d_v` values. The state's own buffers
+    /// are reused; only the feature map's scratch (a few vectors of length r) is allocated per
+    /// call.
     ///
     /// # Errors
     /// As [`DecodingState::step`].
     pub fn step_into(&mut self, q: &[T], k: &[T], v: &[T], out: &mut [T]) -> Result<()> {
-        if q.len() != self.d || k.len() != self.d || v.len() != self.d_v || out.len() != self.d_v {
+        let g = q.len() / self.d;
+        let whole_rows = q.len() == g * self.d && g >= 1;
+        if !whole_rows || k.len() != self.d || v.len() != self.d_v || out.len() != g * self.d_v {
             return Err(Error::InvalidParameter {
                 name: "decoding step",
                 value: format!(
@@ -240,15 +247,39 @@ impl<'m, T: Element> DecodingState<'m, T> {
                     v.len(),
                     out.len()
                 ),
-                expected: "q and k of length d, v and out of length d_v",
+                expected: "q of g ≥ 1 rows of d, k of length d, v of d_v, out of g × d_v",
             });
         }
         check_finite(q, self.d, "decoding query")?;
         check_finite(k, self.d, "decoding key")?;
         check_finite(v, self.d_v, "decoding value")?;
-        // Transactional: the output is computed from the state *plus* the new token without
-        // changing either; only a step that succeeds absorbs its token.
+        // Transactional: the outputs are computed from the state *plus* the new token without
+        // changing either; only a step that succeeds for every query row absorbs its token.
         self.load_key(k, v);
+        for (head, (q, out)) in q
+            .chunks_exact(self.d)
+            .zip(out.chunks_exact_mut(self.d_v))
+            .enumerate()
+        {
+            self.read_row(q, out, head)?;
+        }
+        self.commit();
+        Ok(())
+    }
+
+    /// Starts the next sequence: the state forgets every absorbed token (packed sequences
+    /// decode one after another on one state, as the engine restarts at each boundary).
+    pub fn reset(&mut self) {
+        self.state.fill(T::ZERO);
+        self.key_magnitudes.fill(T::ZERO);
+        self.partial_keys.clear();
+        self.partial_values.clear();
+        self.tokens = 0;
+    }
+
+    /// The output of one query row (of query head `head` of the group) over the absorbed tokens
+    /// plus the loaded one.
+    fn read_row(&mut self, q: &[T], out: &mut [T], head: usize) -> Result<()> {
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
         weighted_row_sum(&mut self.y, &self.features, &self.state);
@@ -276,10 +307,8 @@ impl<'m, T: Element> DecodingState<'m, T> {
             // Weights that cannot cancel: only a zero normalizer is refused.
             magnitude = self.y[self.d_v].to_f64().abs();
         }
-        let at = RowPosition::new(0, 0, self.tokens);
-        normalize_row(&self.y, self.normalization, magnitude, at, out)?;
-        self.commit();
-        Ok(())
+        let at = RowPosition::new(0, head, self.tokens);
+        normalize_row(&self.y, self.normalization, magnitude, at, out)
     }
 
     /// Applies LayerNorm (and the scale, for queries) to one row into `self.x`.
@@ -346,6 +375,33 @@ impl<'m, T: Element> DecodingState<'m, T> {
     pub fn feature_dim(&self) -> usize {
         self.m
     }
+}
+
+/// Model FLOPs of decoding the last `dims.n_q` of `dims.n_k` tokens after a prefill of the
+/// others, over all heads, counted as [`crate::linear_attention_flops`] counts: each key's
+/// features and its rank-one update of `Z` (`2·m·(d_v+1)`), each query row's features and its
+/// read of `Z` (`2·m·(d_v+1)`), and in the mixed variant the exact local weights (on average
+/// half a block of `2·(d + d_v + 1)` each).
+pub fn decoding_flops<T: Element>(
+    dims: &poly_core::Dims,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> f64 {
+    let m = match map.tensored_inner() {
+        Some(inner) => (inner.feature_dim() as f64).powi(2),
+        None => map.feature_dim() as f64,
+    };
+    let dv1 = (dims.d_v + 1) as f64;
+    let (queries, keys) = (
+        (dims.batch_heads() * dims.n_q) as f64,
+        (dims.batch * dims.kv_heads * dims.n_k) as f64,
+    );
+    let local = if cfg.local_exact {
+        queries * cfg.block.min(dims.n_k) as f64 * (dims.d as f64 + dv1)
+    } else {
+        0.0
+    };
+    (queries + keys) * (map.flops_per_row() + 2.0 * m * dv1) + local
 }
 
 /// `Σ a_i b_i` over the common length.

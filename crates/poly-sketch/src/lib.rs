@@ -29,7 +29,7 @@ mod spec;
 mod tensored;
 mod tensorsketch;
 
-pub use decoding::DecodingState;
+pub use decoding::{DecodingState, decoding_flops};
 pub use element::SketchElement;
 pub use exact2::ExactDegree2;
 pub use favor::Favor;

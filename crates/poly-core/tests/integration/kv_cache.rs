@@ -36,10 +36,13 @@ fn the_cache_equals_attention_over_the_same_keys() {
                     .with_mask(mask)
                     .with_normalization(normalization)
                     .with_layernorm(kernel == Kernel::Softmax);
-                // A window across a chunk boundary, for the causal runs.
-                if mask == Mask::Causal && normalization == Normalization::Sum {
-                    cfg.window = Some(1500);
-                }
+                // Windows across a chunk boundary, and ones that leave the first chunk(s) out.
+                cfg.window = match (mask, normalization) {
+                    (Mask::Causal, Normalization::Sum) => Some(1500),
+                    (Mask::Causal, Normalization::OnePlusSum(_)) => Some(300),
+                    (Mask::None, Normalization::Sum) => Some(600),
+                    _ => None,
+                };
                 let mut cache = KvCache::<f32>::new(&cfg, kv_heads, d, d_v).unwrap();
                 // Appends of 1, 700 and the rest cross the chunk boundaries.
                 for piece in [0..1, 1..701, 701..n] {

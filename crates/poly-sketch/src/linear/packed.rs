@@ -36,8 +36,12 @@ pub fn linear_attention_packed<T: SketchElement>(
             k.rows(rows.clone())?,
             v.rows(rows.clone())?,
         );
-        let piece = linear_attention(qs.view(), ks.view(), vs.view(), map, cfg)
-            .map_err(|e| shift_row(e, rows.start))?;
+        let piece = linear_attention(qs.view(), ks.view(), vs.view(), map, cfg).map_err(|e| {
+            e.moved(|mut at| {
+                at.row += rows.start;
+                at
+            })
+        })?;
         let len = rows.len();
         for (dst, src) in out
             .as_mut_slice()
@@ -49,31 +53,4 @@ pub fn linear_attention_packed<T: SketchElement>(
         start = rows.end;
     }
     Ok(out)
-}
-
-/// A row error of one sequence, with the row counted on the packed axis.
-fn shift_row(e: poly_core::Error, offset: usize) -> poly_core::Error {
-    use poly_core::Error;
-    let shift = |mut at: poly_core::RowPosition| {
-        at.row += offset;
-        at
-    };
-    match e {
-        Error::AllScoresZero { at } => Error::AllScoresZero { at: shift(at) },
-        Error::IllConditionedNormalizer {
-            at,
-            ratio,
-            tolerance,
-        } => Error::IllConditionedNormalizer {
-            at: shift(at),
-            ratio,
-            tolerance,
-        },
-        Error::NoVisibleKeys { at } => Error::NoVisibleKeys { at: shift(at) },
-        Error::Overflow { at, what } => Error::Overflow {
-            at: shift(at),
-            what,
-        },
-        other => other,
-    }
 }

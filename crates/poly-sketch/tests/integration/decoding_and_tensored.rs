@@ -1,5 +1,5 @@
 //! Decoding equals the block-causal engine at every position, for every map family and the mixed
-//! variant; self-tensored weights are ≥ 0.
+//! variant, with grouped heads and packed sequences too; self-tensored weights are ≥ 0.
 
 use crate::common::{dot, every_map, random_vec};
 use poly_core::{Mask, Normalization, Tensor};
@@ -158,6 +158,10 @@ fn a_failed_step_absorbs_nothing() {
         let huge = [1e19f32, 1e19];
         assert!(state.step(&huge, &huge, &[1.0]).is_err());
         assert_eq!(state.len(), untouched.len());
+        // A grouped step whose second query row overflows absorbs nothing either.
+        let grouped = [0.5f32, -0.25, 1e30, 1e30];
+        assert!(state.step(&grouped, &[0.5, 0.5], &[1.0]).is_err());
+        assert_eq!(state.len(), untouched.len());
         for t in 0..5 {
             let x: Vec<f32> = random_vec(10 + t, d).iter().map(|&x| x as f32).collect();
             let (a, b) = (
@@ -226,4 +230,71 @@ fn a_state_that_shares_its_map_decodes_like_one_that_borrows_it() {
         );
     }
     assert_eq!(shared.len(), 20);
+}
+
+/// Grouped heads and packed sequences: one state per k/v head, stepped with the queries of its
+/// whole group and reset at each sequence boundary, reproduces the packed, grouped engine at
+/// every position (both masks' causal rows, mixed or not).
+#[test]
+fn grouped_packed_decoding_matches_the_packed_engine() {
+    let (heads, kv_heads, d, d_v) = (4, 2, 5, 3);
+    let group = heads / kv_heads;
+    let lengths = [1, 9, 17, 33];
+    let n: usize = lengths.iter().sum();
+    let sequences = poly_core::Sequences::from_lengths(&lengths).unwrap();
+    let q = Tensor::from_vec([1, heads, n, d], random_vec(4, heads * n * d)).unwrap();
+    let k = Tensor::from_vec([1, kv_heads, n, d], random_vec(5, kv_heads * n * d)).unwrap();
+    let v = Tensor::from_vec([1, kv_heads, n, d_v], random_vec(6, kv_heads * n * d_v)).unwrap();
+    let map = PolySketch::<f64>::new(d, 4, 8, 3, SketchScale::Unbiased).unwrap();
+    for local_exact in [false, true] {
+        let cfg = LinearAttentionConfig::default()
+            .with_mask(Mask::Causal)
+            .with_block(8)
+            .with_local_exact(local_exact)
+            .with_normalization(Normalization::OnePlusSum(1.0));
+        let engine = poly_sketch::linear_attention_packed(
+            q.view(),
+            k.view(),
+            v.view(),
+            &map,
+            &cfg,
+            &sequences,
+        )
+        .unwrap();
+        let (qs, ks, vs, es) = (q.as_slice(), k.as_slice(), v.as_slice(), engine.as_slice());
+        for kv in 0..kv_heads {
+            let mut state = DecodingState::new(&map, d_v, &cfg).unwrap();
+            let mut start = 0;
+            for len in lengths {
+                state.reset();
+                for i in start..start + len {
+                    // The group's query rows of token i, one after another.
+                    let group_q: Vec<f64> = (0..group)
+                        .flat_map(|h| {
+                            let at = ((kv * group + h) * n + i) * d;
+                            qs[at..at + d].to_vec()
+                        })
+                        .collect();
+                    let out = state
+                        .step(
+                            &group_q,
+                            &ks[(kv * n + i) * d..(kv * n + i + 1) * d],
+                            &vs[(kv * n + i) * d_v..(kv * n + i + 1) * d_v],
+                        )
+                        .unwrap();
+                    for h in 0..group {
+                        let at = ((kv * group + h) * n + i) * d_v;
+                        for (o, w) in out[h * d_v..(h + 1) * d_v].iter().zip(&es[at..at + d_v]) {
+                            assert!(
+                                (o - w).abs() <= 1e-9 * (1.0 + w.abs()),
+                                "mixed {local_exact} kv {kv} head {h} token {i}: {o} vs {w}"
+                            );
+                        }
+                    }
+                }
+                assert_eq!(state.len(), len);
+                start += len;
+            }
+        }
+    }
 }

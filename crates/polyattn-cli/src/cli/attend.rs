@@ -1,6 +1,7 @@
 //! `polyattn attend`: exact (poly, softmax) or sketched linear (polysketch, tensorsketch,
 //! maclaurin, favor, exact2) attention on tensors from files.
 
+use super::decode::{decode_exact, decode_sketched};
 use super::inputs::Inputs;
 use super::maps::map_spec;
 use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg, kernel_name};
@@ -12,7 +13,8 @@ use poly_core::{
     attention, attention_packed, check_inputs, exact_attention_flops_in_window,
 };
 use poly_sketch::{
-    LinearAttentionConfig, linear_attention, linear_attention_flops, linear_attention_packed,
+    LinearAttentionConfig, decoding_flops, linear_attention, linear_attention_flops,
+    linear_attention_packed,
 };
 use poly_sketch::{MapSpec, SketchElement};
 use std::num::NonZeroUsize;
@@ -195,20 +197,33 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
     if let Some(s) = &sequences {
         s.check(&dims)?;
     }
+    if let Some(prompt) = args.decode
+        && (dims.n_q != dims.n_k || prompt >= dims.n_k)
+    {
+        return Err(usage(format!(
+            "--decode {prompt} needs n_q = n_k and a prompt shorter than the sequence; found \
+             n_q = {}, n_k = {}",
+            dims.n_q, dims.n_k
+        )));
+    }
     let mut output: Option<Tensor<T>> = None;
     let mut compute = || -> Result<(), poly_core::Error> {
-        output = Some(match (plan, &map) {
-            (Plan::Exact(cfg), _) => match &sequences {
+        output = Some(match (plan, &map, args.decode) {
+            (Plan::Exact(cfg), _, Some(prompt)) => decode_exact([&q, &k, &v], &dims, cfg, prompt)?,
+            (Plan::Linear(_, cfg), Some(map), Some(prompt)) => {
+                decode_sketched([&q, &k, &v], &dims, map.as_ref(), cfg, prompt, threads)?
+            }
+            (Plan::Exact(cfg), _, None) => match &sequences {
                 Some(s) => attention_packed(q.view(), k.view(), v.view(), cfg, s)?,
                 None => attention(q.view(), k.view(), v.view(), cfg)?,
             },
-            (Plan::Linear(_, cfg), Some(map)) => match &sequences {
+            (Plan::Linear(_, cfg), Some(map), None) => match &sequences {
                 Some(s) => {
                     linear_attention_packed(q.view(), k.view(), v.view(), map.as_ref(), cfg, s)?
                 }
                 None => linear_attention(q.view(), k.view(), v.view(), map.as_ref(), cfg)?,
             },
-            (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
+            (Plan::Linear(..), None, _) => unreachable!("the map is built for linear plans"),
         });
         Ok(())
     };
@@ -216,14 +231,32 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
         None => compute()?,
         Some(repeat) => {
             let timing = time_runs(repeat, compute)?;
-            let flops = match (plan, &map) {
-                (Plan::Linear(_, cfg), Some(map)) => per_sequence(&dims, args, |one| {
+            // Decoding counts the rows it outputs: the last n − P queries over all n keys.
+            let decoded = args.decode.map(|prompt| {
+                Dims::new(
+                    dims.batch,
+                    dims.heads,
+                    dims.n_k - prompt,
+                    dims.n_k,
+                    dims.d,
+                    dims.d_v,
+                )
+                .with_kv_heads(dims.kv_heads)
+            });
+            let flops = match (plan, &map, &decoded) {
+                (Plan::Linear(_, cfg), Some(map), Some(rows)) => {
+                    decoding_flops(rows, map.as_ref(), cfg)
+                }
+                (Plan::Exact(cfg), _, Some(rows)) => {
+                    exact_attention_flops_in_window(rows, cfg.mask, cfg.window)
+                }
+                (Plan::Linear(_, cfg), Some(map), None) => per_sequence(&dims, args, |one| {
                     linear_attention_flops(one, map.as_ref(), cfg)
                 }),
-                (Plan::Exact(cfg), _) => per_sequence(&dims, args, |one| {
+                (Plan::Exact(cfg), _, None) => per_sequence(&dims, args, |one| {
                     exact_attention_flops_in_window(one, cfg.mask, cfg.window)
                 }),
-                (Plan::Linear(..), None) => unreachable!("the map is built for linear plans"),
+                (Plan::Linear(..), None, _) => unreachable!("the map is built for linear plans"),
             };
             let gflop = flops / 1e9;
             let degree = match plan {

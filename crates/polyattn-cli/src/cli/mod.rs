@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and dispatch to the subcommands.
 
 mod attend;
+mod decode;
 mod error;
 mod features;
 mod inputs;
@@ -200,6 +201,17 @@ pub struct AttendArgs {
     /// keys of its own sequence (sketched kernels: the state restarts at each sequence).
     #[arg(long, value_name = "L1,L2,...", value_delimiter = ',')]
     pub seq_lens: Option<Vec<usize>>,
+    /// Decode after a prompt of P tokens: the prompt fills a KV cache (exact kernels) or one
+    /// decoding state per k/v head (sketched), then each later token is appended and attended
+    /// alone. Writes the rows of tokens P.. (q's leading dimensions, n - P rows), equal to those
+    /// of --causal; needs --causal and n_q = n_k.
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "causal",
+        conflicts_with = "seq_lens"
+    )]
+    pub decode: Option<usize>,
     /// Worker threads (default: RAYON_NUM_THREADS or all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `polyattn` binary on temporary files; [`hostile`] holds the inputs
 //! that once crashed, hung or exhausted the machine.
 
+mod decode;
 mod hostile;
 
 use poly_core::{AttentionConfig, Mask, Normalization, Tensor, reference_attention};
