@@ -106,7 +106,8 @@ def attention(
             sum): each query sees only the keys of its own sequence (mask and window apply
             within it).
         key_lens: a right-padded batch: batch entry b has ``key_lens[b]`` valid keys at the
-            start of its sequence axis; no query sees the padding (one layout: not with
+            start of its sequence axis; no query sees the padding, and the padding rows'
+            outputs are 0 (one layout: not with
             ``seq_lens``).
 
     K and v may have fewer heads than q (grouped-query attention): ``H_kv`` must divide ``H``,

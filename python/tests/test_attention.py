@@ -230,6 +230,10 @@ def test_padded_keys_are_never_seen(causal):
         alone = polyattn.attention(q[b, :, :length], k[b, :, :length], v[b, :, :length],
                                    causal=causal)
         np.testing.assert_allclose(got[b, :, :length], alone, rtol=1e-10)
+        # Padding query rows output 0, also where a window leaves them no key at all.
+        np.testing.assert_array_equal(got[b, :, length:], 0.0)
+    windowed = polyattn.attention(q, k, v, causal=causal, key_lens=lengths, window=2)
+    np.testing.assert_array_equal(windowed[1, :, 1:], 0.0)
     with pytest.raises(ValueError, match="key lengths"):
         polyattn.attention(q, k, v, key_lens=[40, 0, 1])
     with pytest.raises(ValueError, match="one"):

@@ -40,6 +40,10 @@ enum Command {
     Scaling(Forwarded),
     /// Speedup from one thread to all of them (`cargo xtask threads --help`).
     Threads(Forwarded),
+    /// The model-shaped variants: sliding window w = 512 against n (share of the GEMM rate over
+    /// in-band pairs), GQA g = 4 against H_kv = H, and the KV-cache decode step on 1 and all
+    /// threads with K+V bytes per second against memcpy (`--quick`).
+    Variants(Forwarded),
     /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`).
     Accuracy(Forwarded),
     /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
@@ -85,6 +89,7 @@ fn main() {
         Command::Scaling(f) => bench_binary::forward("scaling", &f.args),
         Command::Threads(f) => bench_binary::forward("threads", &f.args),
         Command::Accuracy(f) => bench_binary::forward("accuracy", &f.args),
+        Command::Variants(f) => bench_binary::forward("variants", &f.args),
         Command::Memory(f) => memory(&f.args),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),

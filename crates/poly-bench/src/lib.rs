@@ -12,6 +12,7 @@
 //! * [`machine`]: the metadata every record carries (CPU, SIMD level, threads, git revision, rustc,
 //!   peak memory);
 //! * [`memory`]: peak resident memory of the `polyattn` command as n grows;
+//! * [`variants`]: sliding windows, grouped-query attention and the KV-cache decode step;
 //! * [`criterion_results`]: reading criterion's estimates back to compute ratios within one run;
 
 pub mod accuracy;
@@ -27,3 +28,4 @@ pub mod roofline;
 pub mod scenario;
 pub mod sweeps;
 pub mod timing;
+pub mod variants;

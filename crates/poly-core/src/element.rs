@@ -46,6 +46,17 @@ pub trait Element:
         cfg: &AttentionConfig,
         layout: Layout<'_>,
     ) -> Result<Tensor<Self>>;
+
+    /// [`crate::attention_into`] for this type, compiled once in poly-core.
+    #[doc(hidden)]
+    fn attention_into_compiled(
+        q: TensorRef<'_, Self>,
+        k: TensorRef<'_, Self>,
+        v: TensorRef<'_, Self>,
+        cfg: &AttentionConfig,
+        layout: Layout<'_>,
+        out: &mut [Self],
+    ) -> Result<()>;
 }
 
 /// The monomorphic entry points of one element type: non-generic functions of this crate, which
@@ -60,6 +71,16 @@ macro_rules! compiled_entry_points {
             layout: Layout<'_>,
         ) -> Result<Tensor<$t>> {
             crate::engine::attention_generic(q, k, v, cfg, layout)
+        }
+        fn attention_into_compiled(
+            q: TensorRef<'_, $t>,
+            k: TensorRef<'_, $t>,
+            v: TensorRef<'_, $t>,
+            cfg: &AttentionConfig,
+            layout: Layout<'_>,
+            out: &mut [$t],
+        ) -> Result<()> {
+            crate::engine::attention_into_generic(q, k, v, cfg, layout, out)
         }
     };
 }

@@ -36,6 +36,8 @@ pub const QUERY_TILE: usize = 64;
 pub const KEY_TILE: usize = 512;
 /// Up to this many keys, all keys form one tile.
 pub const SMALL_KEYS: usize = 768;
+/// The widest key tile a sliding window's band may take as one tile.
+const MAX_BAND_TILE: usize = 2048;
 
 /// Exact attention `softmax/polynomial(scale · Q Kᵀ) V` with the normalization of `cfg`.
 ///
@@ -63,6 +65,27 @@ pub fn attention<T: Element>(
     cfg: &AttentionConfig,
 ) -> Result<Tensor<T>> {
     T::attention_compiled(q, k, v, cfg, Layout::Dense)
+}
+
+/// [`attention`] into a caller's buffer of `batch · heads · n_q · d_v` elements (row-major
+/// `[batch, heads, n_q, d_v]`), every element of which is overwritten.
+///
+/// A model layer or a serving loop that calls attention repeatedly keeps one output buffer
+/// instead of a fresh allocation per call: fresh memory costs a page fault per 4 KiB on first
+/// touch, which on virtual machines can cost as much as the attention itself for narrow windows
+/// or short sequences (measured by `cargo xtask variants`).
+///
+/// # Errors
+/// As [`attention`], plus a buffer of the wrong length ([`Error::BufferLength`]); on an error the
+/// buffer's contents are unspecified.
+pub fn attention_into<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    out: &mut [T],
+) -> Result<()> {
+    T::attention_into_compiled(q, k, v, cfg, Layout::Dense, out)
 }
 
 /// [`attention`] over packed variable-length sequences: the sequence axis of q, k and v (n_q =
@@ -100,7 +123,8 @@ pub fn attention_packed<T: Element>(
 
 /// [`attention`] over a right-padded batch: batch entry b holds `key_lengths[b]` valid keys (and
 /// values) at the start of its sequence axis, and no query sees the padding after them (the
-/// mask and window apply as usual; padded query rows are computed over the valid keys).
+/// mask and window apply as usual). Query rows at or beyond an entry's length (aligned as the
+/// mask aligns them) are padding: their outputs are 0 and never raise row errors.
 ///
 /// # Errors
 /// As [`attention`], plus key lengths that are not one per batch entry, each in 1..=n_k.
@@ -128,15 +152,51 @@ pub(crate) fn attention_generic<T: Element>(
     layout.check(&dims)?;
     crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;
+    attend_checked(q, k, v, cfg, layout, dims, out.as_mut_slice())?;
+    Ok(out)
+}
+
+/// The engine into a caller's buffer (see [`attention_into`]).
+pub(crate) fn attention_into_generic<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    layout: Layout<'_>,
+    out: &mut [T],
+) -> Result<()> {
+    let dims = check_inputs(&q, &k, &v, cfg)?;
+    layout.check(&dims)?;
+    let expected = dims.output_shape().iter().product::<usize>();
+    if out.len() != expected {
+        return Err(Error::BufferLength {
+            tensor: crate::error::TensorName::Output,
+            expected,
+            found: out.len(),
+        });
+    }
+    // The tile loop accumulates into the output rows.
+    out.fill(T::ZERO);
+    attend_checked(q, k, v, cfg, layout, dims, out)
+}
+
+fn attend_checked<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    layout: Layout<'_>,
+    dims: Dims,
+    out: &mut [T],
+) -> Result<()> {
     let visibility = Visibility {
         mask: cfg.mask,
         window: cfg.window,
         layout,
     };
     run_with_threads(cfg.threads, || {
-        attend_validated(q, k, v, cfg, visibility, dims, out.as_mut_slice())
-    })??;
-    Ok(out)
+        attend_validated(q, k, v, cfg, visibility, dims, out)
+    })?
 }
 
 /// Runs `f` on the configured number of threads.
@@ -184,15 +244,21 @@ struct TilePlan {
 }
 
 impl TilePlan {
-    fn for_dims(dims: &Dims) -> Self {
-        TilePlan {
-            query: QUERY_TILE.min(dims.n_q),
-            key: if dims.n_k <= SMALL_KEYS {
-                dims.n_k
-            } else {
-                KEY_TILE
-            },
-        }
+    /// The tiles for `dims` under a sliding `window`: a query tile's band of keys (at most
+    /// `w + tq − 1` causal, `2w + tq − 2` otherwise) is one key tile when it fits
+    /// `MAX_BAND_TILE`, so a narrow window never ends in a small trailing GEMM.
+    fn for_dims(dims: &Dims, mask: crate::config::Mask, window: Option<usize>) -> Self {
+        let query = QUERY_TILE.min(dims.n_q);
+        let band = window.map(|w| match mask {
+            crate::config::Mask::Causal => w.saturating_add(query - 1),
+            _ => w.saturating_mul(2).saturating_add(query).saturating_sub(2),
+        });
+        let key = match band {
+            Some(b) if b <= MAX_BAND_TILE => b.min(dims.n_k),
+            _ if dims.n_k <= SMALL_KEYS => dims.n_k,
+            _ => KEY_TILE,
+        };
+        TilePlan { query, key }
     }
 }
 
@@ -247,7 +313,7 @@ fn attend_validated<T: Element>(
     } else {
         (Cow::Borrowed(q.as_slice()), Cow::Borrowed(k.as_slice()))
     };
-    let plan = TilePlan::for_dims(&dims);
+    let plan = TilePlan::for_dims(&dims, cfg.mask, cfg.window);
     let scale = T::from_f64(cfg.effective_scale(dims.d));
     let q_head = dims.n_q * dims.d;
     let k_head = dims.n_k * dims.d;
@@ -353,6 +419,13 @@ impl<T: Element> HeadJob<'_, T> {
             key_start += cols;
         }
         for (r, acc) in out.chunks_exact_mut(d_v).enumerate() {
+            if self
+                .visibility
+                .is_padding_row(dims, self.batch, first_row + r)
+            {
+                acc.fill(T::ZERO);
+                continue;
+            }
             let sum = scratch.sum[r].to_f64();
             let totals = RowTotals {
                 max: scratch.max[r].to_f64(),

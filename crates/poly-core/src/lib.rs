@@ -46,8 +46,8 @@ pub mod primitives {
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;
 pub use engine::{
-    KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, attention_packed, attention_padded,
-    run_with_threads,
+    KEY_TILE, QUERY_TILE, SMALL_KEYS, attention, attention_into, attention_packed,
+    attention_padded, run_with_threads,
 };
 pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{

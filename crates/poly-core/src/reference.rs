@@ -89,6 +89,10 @@ fn reference<T: Element>(
             let ks = rows_f64(k.head(batch, kv)?, dims.d, cfg.layernorm);
             let vs = rows_f64(v.head(batch, kv)?, dims.d_v, false);
             for (i, qi) in qs.iter().enumerate() {
+                if visibility.is_padding_row(&dims, batch, i) {
+                    out.extend(std::iter::repeat_n(0.0, dims.d_v));
+                    continue;
+                }
                 let visible = visibility.key_range(&dims, batch, i);
                 let scores: Vec<f64> = ks[visible.clone()]
                     .iter()

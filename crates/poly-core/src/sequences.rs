@@ -132,9 +132,26 @@ pub(crate) struct Visibility<'a> {
 }
 
 impl Visibility<'_> {
+    /// Whether `row` of batch entry `batch` is a padding query (a right-padded batch's position
+    /// at or beyond the entry's valid length): it sees no key and its output is zero, never
+    /// judged.
+    pub fn is_padding_row(&self, dims: &Dims, batch: usize, row: usize) -> bool {
+        match self.layout {
+            Layout::KeyPadded(lengths) => row + dims.n_k - dims.n_q >= lengths[batch],
+            _ => false,
+        }
+    }
+
     /// The visible keys of `row` of batch entry `batch`: one contiguous range whose ends never
-    /// decrease with the row, which the engine's tile loop relies on.
+    /// decrease with the row, which the engine's tile loop relies on (a padding row's empty range
+    /// sits at the entry's length).
     pub fn key_range(&self, dims: &Dims, batch: usize, row: usize) -> Range<usize> {
+        if self.is_padding_row(dims, batch, row) {
+            let Layout::KeyPadded(lengths) = self.layout else {
+                unreachable!("only a padded layout has padding rows")
+            };
+            return lengths[batch]..lengths[batch];
+        }
         let base = dims.key_range(self.mask, self.window, row);
         let limit = match self.layout {
             Layout::Dense => return base,

@@ -88,6 +88,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sliding window w = 512 against n, GQA g = 4 against H_kv = H, and the KV-cache decode
+    /// step on 1 and --threads threads (with K+V bytes read per second against memcpy).
+    Variants {
+        /// Shorter sequences and fewer repeats (about 10 s instead of about a minute).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = all_threads())]
+        threads: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The main job: quick scaling, threads, quick reproduction, accuracy → report.md + SVGs.
     Report {
         #[arg(long, default_value_t = all_threads())]
@@ -198,6 +209,18 @@ fn run(command: Command) -> Result<(), String> {
             max_n,
             out,
         } => poly_bench::memory::run(&polyattn, max_n, &out),
+        Command::Variants {
+            quick,
+            threads,
+            out,
+        } => {
+            create(&out)?;
+            let run = poly_bench::variants::run(threads, quick).map_err(|e| e.to_string())?;
+            poly_bench::variants::write(&run, &out)?;
+            println!("{}", poly_bench::variants::markdown(&run));
+            println!("wrote {}/variants.{{json,md}}", out.display());
+            Ok(())
+        }
         Command::Report { threads, out } => {
             let summary = report::run(&out, threads)?;
             println!("{summary}");

@@ -9,4 +9,5 @@ mod overflow;
 mod packed;
 mod properties;
 mod proptests;
+mod variant_matrix;
 mod windows;

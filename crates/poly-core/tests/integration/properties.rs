@@ -1,9 +1,11 @@
-//! Exact properties of the engine: thread-count independence, causal no-leak, scale invariance of
-//! `Sum`, the even-degree/softmax identity, and the golden vectors of the KMZ23 JAX code.
+//! Exact properties of the engine: thread-count independence, outputs into caller buffers, causal
+//! no-leak, scale invariance of `Sum`, the even-degree/softmax identity, and the golden vectors of
+//! the KMZ23 JAX code.
 
 use crate::common::{Data, bits_equal, random_tensor, relative_error, rng};
 use poly_core::{
-    AttentionConfig, Kernel, Mask, Normalization, Tensor, Threads, attention, reference_attention,
+    AttentionConfig, Error, Kernel, Mask, Normalization, Tensor, TensorName, Threads, attention,
+    attention_into, reference_attention,
 };
 use std::num::NonZeroUsize;
 
@@ -44,6 +46,32 @@ fn results_are_bit_identical_across_thread_counts() {
             );
         }
     }
+}
+
+#[test]
+fn attention_into_a_used_buffer_equals_attention() {
+    let mut r = rng(12);
+    let q = random_tensor::<f32>(&mut r, [2, 2, 130, 16], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [2, 1, 900, 16], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [2, 1, 900, 7], Data::Signed);
+    // A buffer full of the previous call's output (and garbage before that).
+    let mut buffer = vec![f32::NAN; 2 * 2 * 130 * 7];
+    for cfg in configs() {
+        let cfg = cfg.with_window(300);
+        let want = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        attention_into(q.view(), k.view(), v.view(), &cfg, &mut buffer).unwrap();
+        assert!(bits_equal(want.as_slice(), &buffer), "{cfg:?}");
+    }
+    let mut short = vec![0.0f32; buffer.len() - 1];
+    let err = attention_into(q.view(), k.view(), v.view(), &configs()[0], &mut short).unwrap_err();
+    assert_eq!(
+        err,
+        Error::BufferLength {
+            tensor: TensorName::Output,
+            expected: buffer.len(),
+            found: buffer.len() - 1
+        }
+    );
 }
 
 /// Replaces everything after position `from` of a `[1, 1, n, dim]` tensor with fresh values.

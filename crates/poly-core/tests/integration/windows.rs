@@ -1,7 +1,7 @@
 //! Sliding-window attention against a dense mask spelled out here, independently of
 //! `Dims::key_range`: the engine and the reference must both equal attention restricted to it.
 
-use crate::common::{Data, random_tensor, relative_error, rng};
+use crate::common::{Data, dense_attention, random_tensor, relative_error, rng};
 use poly_core::{
     AttentionConfig, Dims, Kernel, Mask, Normalization, Tensor, attention, reference_attention,
     visible_pairs_in_window,
@@ -15,46 +15,6 @@ fn visible(i: usize, j: usize, n_q: usize, n_k: usize, mask: Mask, w: usize) -> 
         Mask::Causal => j <= at && j > at - w as i64,
         _ => (at - j).abs() < w as i64,
     }
-}
-
-/// Attention in f64 with the dense mask: each visible weight, then the normalization.
-fn dense(
-    q: &Tensor<f64>,
-    k: &Tensor<f64>,
-    v: &Tensor<f64>,
-    cfg: &AttentionConfig,
-    w: usize,
-) -> Vec<f64> {
-    let [b, h, n_q, d] = q.shape();
-    let (n_k, d_v) = (k.shape()[2], v.shape()[3]);
-    let scale = cfg.effective_scale(d);
-    let mut out = Vec::new();
-    for bh in 0..b * h {
-        let qs = &q.as_slice()[bh * n_q * d..];
-        let ks = &k.as_slice()[bh * n_k * d..];
-        let vs = &v.as_slice()[bh * n_k * d_v..];
-        for i in 0..n_q {
-            let (mut num, mut den) = (vec![0.0; d_v], 0.0);
-            for j in (0..n_k).filter(|&j| visible(i, j, n_q, n_k, cfg.mask, w)) {
-                let s: f64 = (0..d).map(|l| qs[i * d + l] * ks[j * d + l]).sum::<f64>() * scale;
-                let wt = match cfg.kernel {
-                    Kernel::Polynomial { degree } => s.powi(degree as i32),
-                    _ => s.exp(),
-                };
-                den += wt;
-                for c in 0..d_v {
-                    num[c] += wt * vs[j * d_v + c];
-                }
-            }
-            let den = match cfg.normalization {
-                Normalization::Sum => den,
-                Normalization::OnePlusSum(c) => c + den,
-                _ => 1.0,
-            };
-            out.extend(num.iter().map(|x| x / den));
-        }
-    }
-    out
 }
 
 #[test]
@@ -83,8 +43,9 @@ fn windows_equal_the_dense_mask() {
                             .with_window(w);
                         let label =
                             format!("{n_q}×{n_k} {kernel:?} {mask:?} {normalization:?} w {w}");
-                        let want =
-                            Tensor::from_vec([1, 2, n_q, 3], dense(&q, &k, &v, &cfg, w)).unwrap();
+                        let want = dense_attention(&q, &k, &v, &cfg, |_, i, j| {
+                            visible(i, j, n_q, n_k, mask, w)
+                        });
                         let reference =
                             reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
                         assert!(

@@ -65,3 +65,47 @@ pub fn bits_equal<T: Element>(a: &[T], b: &[T]) -> bool {
             .zip(b)
             .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits())
 }
+
+/// Attention in f64 with a dense visibility rule spelled out by the caller (`visible(batch, i, j)`:
+/// whether query row i of batch entry `batch` sees key j), independent of the engine's ranges:
+/// each visible weight, then the normalization. Query head h reads k/v head h / (H / H_kv).
+pub fn dense_attention(
+    q: &Tensor<f64>,
+    k: &Tensor<f64>,
+    v: &Tensor<f64>,
+    cfg: &poly_core::AttentionConfig,
+    visible: impl Fn(usize, usize, usize) -> bool,
+) -> Tensor<f64> {
+    use poly_core::{Kernel, Normalization};
+    let [b, h, n_q, d] = q.shape();
+    let [_, h_kv, n_k, d_v] = v.shape();
+    let scale = cfg.effective_scale(d);
+    let mut out = Vec::new();
+    for bh in 0..b * h {
+        let (batch, kv) = (bh / h, (bh % h) / (h / h_kv));
+        let qs = &q.as_slice()[bh * n_q * d..];
+        let ks = &k.as_slice()[(batch * h_kv + kv) * n_k * d..];
+        let vs = &v.as_slice()[(batch * h_kv + kv) * n_k * d_v..];
+        for i in 0..n_q {
+            let (mut num, mut den) = (vec![0.0; d_v], 0.0);
+            for j in (0..n_k).filter(|&j| visible(batch, i, j)) {
+                let s: f64 = (0..d).map(|l| qs[i * d + l] * ks[j * d + l]).sum::<f64>() * scale;
+                let wt = match cfg.kernel {
+                    Kernel::Polynomial { degree } => s.powi(degree as i32),
+                    _ => s.exp(),
+                };
+                den += wt;
+                for c in 0..d_v {
+                    num[c] += wt * vs[j * d_v + c];
+                }
+            }
+            let den = match cfg.normalization {
+                Normalization::Sum => den,
+                Normalization::OnePlusSum(c) => c + den,
+                _ => 1.0,
+            };
+            out.extend(num.iter().map(|x| x / den));
+        }
+    }
+    Tensor::from_vec([b, h, n_q, d_v], out).unwrap()
+}
