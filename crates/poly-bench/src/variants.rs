@@ -285,7 +285,9 @@ pub fn markdown(run: &VariantsRun) -> String {
     let drift = (run.gemm_gflops_after / run.gemm_gflops_before - 1.0).abs();
     md.push_str(&format!(
         "# Variants: windows, grouped heads, decoding\n\nThreads {}; load average before {}; faer \
-         f32 GEMM 2048³ {:.0} GFLOP/s before, {:.0} after{}; parallel memcpy {:.1} GB/s.\n\n",
+         f32 GEMM 2048³ {:.0} GFLOP/s before, {:.0} after{}; parallel memcpy of 512 MiB {:.1} GB/s \
+         copied. Exact rows write into a reused output buffer (`attention_into`) unless marked \
+         \"fresh output\".\n\n",
         run.threads,
         run.load_average_before,
         run.gemm_gflops_before,
@@ -315,8 +317,9 @@ pub fn markdown(run: &VariantsRun) -> String {
                 ""
             },
             r.kv_read_gbs.map_or("".into(), |g| format!(
-                "{g:.1} ({:.0}% of memcpy)",
-                100.0 * g / run.copy_gbs
+                "{g:.1} ({:.0}% of the memcpy rate; {:.0}% of its read + write traffic)",
+                100.0 * g / run.copy_gbs,
+                50.0 * g / run.copy_gbs
             )),
         ));
     }
