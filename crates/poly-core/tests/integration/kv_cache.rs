@@ -103,3 +103,41 @@ fn bad_tokens_never_enter_the_cache() {
     assert!((out.as_slice()[0] - 2.0).abs() < 1e-12);
     assert!(KvCache::<f64>::new(&cfg, 1, 0, 1).is_err());
 }
+
+/// Token by token across a chunk boundary: after each append, attending the newest token equals
+/// the engine's causal row at that position (grouped heads, a window that starts skipping chunks).
+#[test]
+fn decoding_equals_the_engine_at_every_position() {
+    let mut r = rng(62);
+    let (heads, kv_heads, d, d_v) = (4, 2, 8, 3);
+    let n = DECODE_CHUNK + 90;
+    let q = random_tensor::<f64>(&mut r, [1, heads, n, d], Data::Positive);
+    let k = random_tensor::<f64>(&mut r, [1, kv_heads, n, d], Data::Positive);
+    let v = random_tensor::<f64>(&mut r, [1, kv_heads, n, d_v], Data::Signed);
+    let head_rows = |x: &Tensor<f64>, range: std::ops::Range<usize>| -> Vec<f64> {
+        x.view().rows(range).unwrap().into_vec()
+    };
+    for (kernel, window) in [
+        (Kernel::Polynomial { degree: 4 }, None),
+        (Kernel::Softmax, Some(1000)),
+    ] {
+        let mut cfg = AttentionConfig::new(kernel).with_mask(Mask::Causal);
+        cfg.window = window;
+        let engine = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        let mut cache = KvCache::<f64>::new(&cfg, kv_heads, d, d_v).unwrap();
+        cache.reserve(n).unwrap();
+        for i in 0..n {
+            cache
+                .append(&head_rows(&k, i..i + 1), &head_rows(&v, i..i + 1))
+                .unwrap();
+            let got = cache.attend(&head_rows(&q, i..i + 1), heads).unwrap();
+            let want = head_rows(&engine, i..i + 1);
+            for (a, b) in got.as_slice().iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                    "{kernel:?} {window:?} token {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
