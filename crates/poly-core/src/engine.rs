@@ -195,7 +195,7 @@ fn attend_checked<T: Element>(
         layout,
     };
     run_with_threads(cfg.threads, || {
-        attend_validated(q, k, v, cfg, visibility, dims, out)
+        attend_validated(q, k, v, cfg, visibility, dims, out, None)
     })?
 }
 
@@ -296,7 +296,8 @@ impl<T: Element> Scratch<T> {
     }
 }
 
-fn attend_validated<T: Element>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_validated<T: Element>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
     v: TensorRef<'_, T>,
@@ -304,6 +305,7 @@ fn attend_validated<T: Element>(
     visibility: Visibility<'_>,
     dims: Dims,
     out: &mut [T],
+    stats: Option<&mut [RowStat]>,
 ) -> Result<()> {
     let (q_data, k_data): (Cow<[T]>, Cow<[T]>) = if cfg.layernorm {
         (
@@ -319,9 +321,14 @@ fn attend_validated<T: Element>(
     let k_head = dims.n_k * dims.d;
     let v_head = dims.n_k * dims.d_v;
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let mut head_stats: Vec<Option<&mut [RowStat]>> = match stats {
+        Some(s) => s.chunks_mut(dims.n_q).map(Some).collect(),
+        None => (0..dims.batch_heads()).map(|_| None).collect(),
+    };
     out.par_chunks_mut(dims.n_q * dims.d_v)
+        .zip(head_stats.par_iter_mut())
         .enumerate()
-        .for_each(|(bh, head_out)| {
+        .for_each(|(bh, (head_out, head_stats))| {
             let job = HeadJob {
                 q: &q_data[bh * q_head..(bh + 1) * q_head],
                 k: &k_data[dims.kv_index(bh) * k_head..(dims.kv_index(bh) + 1) * k_head],
@@ -334,14 +341,21 @@ fn attend_validated<T: Element>(
                 batch: bh / dims.heads,
                 head: bh % dims.heads,
             };
+            let tiles = dims.n_q.div_ceil(plan.query);
+            let mut tile_stats: Vec<Option<&mut [RowStat]>> = match head_stats.take() {
+                Some(s) => s.chunks_mut(plan.query).map(Some).collect(),
+                None => (0..tiles).map(|_| None).collect(),
+            };
             head_out
                 .par_chunks_mut(plan.query * dims.d_v)
+                .zip(tile_stats.par_iter_mut())
                 .enumerate()
                 .for_each_init(
                     || Scratch::new(plan),
-                    |scratch, (tile, tile_out)| {
+                    |scratch, (tile, (tile_out, stats))| {
                         let first_row = tile * plan.query;
-                        if let Err(e) = job.attend_query_tile(first_row, tile_out, scratch) {
+                        let stats = stats.take();
+                        if let Err(e) = job.attend_query_tile(first_row, tile_out, scratch, stats) {
                             record_first_error(&first_error, e);
                         }
                     },
@@ -377,12 +391,14 @@ fn record_first_error(slot: &Mutex<Option<Error>>, e: Error) {
 }
 
 impl<T: Element> HeadJob<'_, T> {
-    /// Attention for query rows `first_row ..` of this head; `out` holds exactly those rows.
+    /// Attention for query rows `first_row ..` of this head; `out` holds exactly those rows, and
+    /// `stats` (when the backward pass needs them) their [`RowStat`]s.
     fn attend_query_tile(
         &self,
         first_row: usize,
         out: &mut [T],
         scratch: &mut Scratch<T>,
+        mut stats: Option<&mut [RowStat]>,
     ) -> Result<()> {
         let (cfg, dims, plan) = (self.cfg, self.dims, self.plan);
         let Dims { d, d_v, .. } = *dims;
@@ -424,6 +440,9 @@ impl<T: Element> HeadJob<'_, T> {
                 .is_padding_row(dims, self.batch, first_row + r)
             {
                 acc.fill(T::ZERO);
+                if let Some(stats) = stats.as_deref_mut() {
+                    stats[r] = RowStat::default();
+                }
                 continue;
             }
             let sum = scratch.sum[r].to_f64();
@@ -441,10 +460,25 @@ impl<T: Element> HeadJob<'_, T> {
                 head: self.head,
                 row: first_row + r,
             };
-            finalize_row(acc, totals, cfg.kernel, cfg.normalization, at)?;
+            let multiplier = finalize_row(acc, totals, cfg.kernel, cfg.normalization, at)?;
+            if let Some(stats) = stats.as_deref_mut() {
+                stats[r] = RowStat {
+                    max: totals.max,
+                    multiplier,
+                };
+            }
         }
         Ok(())
     }
+}
+
+/// What the backward pass needs of a forward row: the running maximum `m` the scale-free weights
+/// `w'` were taken against (`(s/m)^β`, `exp(s − m)`) and the multiplier that turned `Σ w' v`
+/// into the output, so `P_ij = w'_ij · multiplier`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct RowStat {
+    pub max: f64,
+    pub multiplier: f64,
 }
 
 /// One row's running statistics and accumulator `Σ w' v` (docs/math.md §2.3).

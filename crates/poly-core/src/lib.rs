@@ -14,6 +14,7 @@
 //!
 //! Every bad input is an [`Error`] naming the tensor, index or row; nothing panics or returns NaN.
 
+mod backward;
 mod config;
 mod element;
 mod engine;
@@ -43,6 +44,10 @@ pub mod primitives {
     };
 }
 
+pub use backward::{
+    AttentionForward, AttentionGradients, BACKWARD_KEY_TILE, BACKWARD_QUERY_TILE, DQ_PARTIALS,
+    attention_backward, attention_forward, attention_gradients,
+};
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;
 pub use engine::{

@@ -96,7 +96,8 @@ pub fn check_normalizer<T: Element>(den: f64, magnitude: f64, at: RowPosition) -
     Ok(())
 }
 
-/// Multiplies the accumulated row by its multiplier and checks that the result is finite.
+/// Multiplies the accumulated row by its multiplier, checks that the result is finite, and
+/// returns the multiplier (the backward pass turns scale-free weights into `P` with it).
 ///
 /// # Errors
 /// As [`row_multiplier`], plus [`Error::Overflow`] if an output value is not finite.
@@ -106,7 +107,7 @@ pub fn finalize_row<T: Element>(
     kernel: Kernel,
     normalization: Normalization,
     at: RowPosition,
-) -> Result<()> {
+) -> Result<f64> {
     let multiplier = row_multiplier::<T>(totals, kernel, normalization, at)?;
     for x in acc.iter_mut() {
         let y = x.to_f64() * multiplier;
@@ -118,5 +119,5 @@ pub fn finalize_row<T: Element>(
             });
         }
     }
-    Ok(())
+    Ok(multiplier)
 }

@@ -1,6 +1,7 @@
 //! The integration tests of poly-core, one module per subject, linked into one test binary.
 
 mod accuracy;
+mod backward;
 mod common;
 mod errors;
 mod grouped_heads;
