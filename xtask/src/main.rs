@@ -44,6 +44,8 @@ enum Command {
     /// in-band pairs), GQA g = 4 against H_kv = H, and the KV-cache decode step on 1 and all
     /// threads with K+V bytes per second against memcpy (`--quick`).
     Variants(Forwarded),
+    /// The exact backward against the forward and the GEMM rate (`--n 1024,4096`).
+    Gradients(Forwarded),
     /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`).
     Accuracy(Forwarded),
     /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
@@ -90,6 +92,7 @@ fn main() {
         Command::Threads(f) => bench_binary::forward("threads", &f.args),
         Command::Accuracy(f) => bench_binary::forward("accuracy", &f.args),
         Command::Variants(f) => bench_binary::forward("variants", &f.args),
+        Command::Gradients(f) => bench_binary::forward("gradients", &f.args),
         Command::Memory(f) => memory(&f.args),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),

@@ -12,11 +12,13 @@
 //! * [`machine`]: the metadata every record carries (CPU, SIMD level, threads, git revision, rustc,
 //!   peak memory);
 //! * [`memory`]: peak resident memory of the `polyattn` command as n grows;
+//! * [`gradients`]: the exact backward against the forward and the GEMM rate;
 //! * [`variants`]: sliding windows, grouped-query attention and the KV-cache decode step;
 //! * [`criterion_results`]: reading criterion's estimates back to compute ratios within one run;
 
 pub mod accuracy;
 pub mod criterion_results;
+pub mod gradients;
 pub mod machine;
 pub mod memory;
 pub mod methods;

@@ -19,7 +19,7 @@ use crate::element::Element;
 use crate::engine::{RowStat, attend_validated, run_with_threads};
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::gemm::{gemm_abt, gemm_add_ab, gemm_add_atb};
-use crate::kernels::{exp_in_place, first_non_finite, powi};
+use crate::kernels::{exp_in_place, first_non_finite, power_in_place};
 use crate::layernorm::layernorm_rows;
 use crate::resources::check_elements;
 use crate::sequences::{Layout, Visibility};
@@ -300,6 +300,7 @@ impl<T: Element> Backward<'_, T> {
         let mut tiles = Vec::new();
         let tile = BACKWARD_QUERY_TILE.min(n_q) * BACKWARD_KEY_TILE.min(n_k);
         let (mut s, mut dp) = (vec![T::ZERO; tile], vec![T::ZERO; tile]);
+        let mut lower = vec![T::ZERO; BACKWARD_KEY_TILE.min(n_k)];
         let kv_row = (b * kv_heads + kv) * n_k;
         for t in (c..n_k.div_ceil(BACKWARD_KEY_TILE)).step_by(DQ_PARTIALS) {
             let k0 = t * BACKWARD_KEY_TILE;
@@ -337,6 +338,7 @@ impl<T: Element> Backward<'_, T> {
                         self.row_gradients(
                             &mut s_row[lo..hi],
                             &mut dp_row[lo..hi],
+                            &mut lower,
                             self.stats[row0 + r],
                             self.deltas[row0 + r],
                         );
@@ -363,21 +365,23 @@ impl<T: Element> Backward<'_, T> {
     }
 
     /// One row's visible scores `s` become `P` and `dO·vᵀ` in `dp` becomes `dS`.
-    fn row_gradients(&self, s: &mut [T], dp: &mut [T], stat: RowStat, delta: T) {
+    fn row_gradients(&self, s: &mut [T], dp: &mut [T], lower: &mut [T], stat: RowStat, delta: T) {
         let multiplier = T::from_f64(stat.multiplier);
         match self.cfg.kernel {
             Kernel::Polynomial { degree } if stat.max > 0.0 => {
                 let inv = T::from_f64(1.0 / stat.max);
                 let g = T::from_f64(f64::from(degree) * stat.multiplier / stat.max);
-                for (s, dp) in s.iter_mut().zip(dp.iter_mut()) {
-                    let x = *s * inv;
-                    let lower = if degree == 0 {
-                        T::ZERO
-                    } else {
-                        powi(x, degree - 1)
-                    };
+                // (s/m)^(β−1) by the forward's SIMD power kernel, then one pass for P and dS.
+                let lower = &mut lower[..s.len()];
+                lower.copy_from_slice(s);
+                if degree == 0 {
+                    lower.fill(T::ZERO);
+                } else {
+                    power_in_place(lower, inv, degree - 1);
+                }
+                for ((s, dp), &lower) in s.iter_mut().zip(dp.iter_mut()).zip(lower.iter()) {
                     *dp = (*dp - delta) * lower * g;
-                    *s = lower * x * multiplier;
+                    *s = lower * (*s * inv) * multiplier;
                 }
             }
             Kernel::Polynomial { degree } => {

@@ -99,6 +99,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The exact backward: causal β = 4 and softmax, batch×heads = 8, against the forward and the
+    /// GEMM rate.
+    Gradients {
+        /// Sequence lengths.
+        #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
+        n: Vec<usize>,
+        #[arg(long, default_value_t = all_threads())]
+        threads: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The main job: quick scaling, threads, quick reproduction, accuracy → report.md + SVGs.
     Report {
         #[arg(long, default_value_t = all_threads())]
@@ -219,6 +230,19 @@ fn run(command: Command) -> Result<(), String> {
             poly_bench::variants::write(&run, &out)?;
             println!("{}", poly_bench::variants::markdown(&run));
             println!("wrote {}/variants.{{json,md}}", out.display());
+            Ok(())
+        }
+        Command::Gradients { n, threads, out } => {
+            create(&out)?;
+            let run = poly_bench::gradients::run(threads, &n).map_err(|e| e.to_string())?;
+            let md = poly_bench::gradients::markdown(&run);
+            let json = serde_json::to_string_pretty(&run).expect("a run serializes");
+            for (name, text) in [("gradients.md", md.clone()), ("gradients.json", json)] {
+                let path = out.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            println!("{md}");
+            println!("wrote {}/gradients.{{json,md}}", out.display());
             Ok(())
         }
         Command::Report { threads, out } => {

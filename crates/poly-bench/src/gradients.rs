@@ -1,0 +1,125 @@
+//! The exact backward pass against the forward and the GEMM rate of the same run: causal β = 4
+//! and softmax at batch × heads = 8, d = 64, by the backward FLOP model of docs/math.md §2.5
+//! (`2·(3d + 2d_v)` per visible pair, five GEMM-shaped products) and as backward / forward time.
+
+use crate::roofline::gemm_rate_gflops;
+use crate::timing::time_runs;
+use poly_core::{
+    AttentionConfig, DQ_PARTIALS, Dims, Error, Kernel, Mask, Threads, attention_backward,
+    attention_forward, visible_pairs,
+};
+use std::num::NonZeroUsize;
+
+/// d = d_v.
+const D: usize = 64;
+
+/// One measured configuration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GradientRow {
+    /// `poly4` or `softmax`, causal.
+    pub kernel: &'static str,
+    /// Sequence length.
+    pub n: usize,
+    /// Median seconds of `attention_forward` (with its row statistics).
+    pub forward_s: f64,
+    /// Median seconds of `attention_backward`.
+    pub backward_s: f64,
+    /// Backward model GFLOP/s over the GEMM rate.
+    pub backward_share: f64,
+    /// Forward model GFLOP/s over the GEMM rate.
+    pub forward_share: f64,
+}
+
+/// The run, with its yardsticks.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GradientsRun {
+    /// Threads of every measurement.
+    pub threads: usize,
+    /// faer f32 GEMM 2048³ before and after, GFLOP/s.
+    pub gemm_gflops: [f64; 2],
+    /// Every measurement.
+    pub rows: Vec<GradientRow>,
+}
+
+/// Times forward and backward at each n (batch × heads = 8).
+///
+/// # Errors
+/// An engine error.
+pub fn run(threads: usize, ns: &[usize]) -> Result<GradientsRun, Error> {
+    let gemm = gemm_rate_gflops(2048, threads, 3);
+    let pool = Threads::Exact(NonZeroUsize::new(threads.max(1)).expect("≥ 1"));
+    let mut rows = Vec::new();
+    for (name, kernel) in [
+        ("poly4", Kernel::Polynomial { degree: 4 }),
+        ("softmax", Kernel::Softmax),
+    ] {
+        let cfg = AttentionConfig::new(kernel)
+            .with_mask(Mask::Causal)
+            .with_threads(pool);
+        for &n in ns {
+            let shape = [1, 8, n, D];
+            let [q, k, v, g]: [poly_core::Tensor<f32>; 4] = [1, 2, 3, 4]
+                .map(|seed| poly_data::synthetic::uniform(shape, -1.0, 1.0, seed).expect("shape"));
+            let forward = time_runs(3, || {
+                attention_forward(q.view(), k.view(), v.view(), &cfg).map(drop)
+            })?;
+            let kept = attention_forward(q.view(), k.view(), v.view(), &cfg)?;
+            let backward = time_runs(3, || {
+                attention_backward(q.view(), k.view(), v.view(), &kept, g.view()).map(drop)
+            })?;
+            let pairs = 8.0 * visible_pairs(&Dims::new(1, 8, n, n, D, D), Mask::Causal) as f64;
+            let (forward_flops, backward_flops) =
+                (pairs * 2.0 * (2 * D) as f64, pairs * 2.0 * (5 * D) as f64);
+            rows.push(GradientRow {
+                kernel: name,
+                n,
+                forward_s: forward.median,
+                backward_s: backward.median,
+                backward_share: backward_flops / backward.median / 1e9 / gemm,
+                forward_share: forward_flops / forward.median / 1e9 / gemm,
+            });
+        }
+    }
+    let after = gemm_rate_gflops(2048, threads, 3);
+    Ok(GradientsRun {
+        threads,
+        gemm_gflops: [gemm, after],
+        rows,
+    })
+}
+
+/// Bytes the backward allocates beyond inputs, outputs and gradients for one head of length n
+/// (f32, d = d_v = 64): the dQ partials, the dK/dV tiles before they are placed, two f64 row
+/// statistics and one δ per row, and two score tiles per task.
+pub fn backward_extra_bytes(n: usize) -> usize {
+    let f32s = DQ_PARTIALS * n * D + n * 2 * D + n + 2 * DQ_PARTIALS * 64 * 256;
+    4 * f32s + 16 * n
+}
+
+/// The table and ratios as markdown.
+pub fn markdown(run: &GradientsRun) -> String {
+    let mut md = format!(
+        "# Exact backward\n\nThreads {}; faer f32 GEMM {:.0} → {:.0} GFLOP/s; batch × heads = 8, \
+         d = d_v = 64, f32, causal. Backward FLOP model 2·(3d + 2d_v) per visible pair (five \
+         products), forward 2·(d + d_v).\n\n| kernel | n | forward ms | backward ms | backward / \
+         forward | forward % of GEMM | backward % of GEMM |\n|---|---|---|---|---|---|---|\n",
+        run.threads, run.gemm_gflops[0], run.gemm_gflops[1]
+    );
+    for r in &run.rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.0}% | {:.0}% |\n",
+            r.kernel,
+            r.n,
+            r.forward_s * 1e3,
+            r.backward_s * 1e3,
+            r.backward_s / r.forward_s,
+            100.0 * r.forward_share,
+            100.0 * r.backward_share
+        ));
+    }
+    md.push_str(&format!(
+        "\nMemory beyond inputs, outputs and gradients, one head, n = 65536: {:.1} MiB (O(n)).\n",
+        backward_extra_bytes(65536) as f64 / (1 << 20) as f64
+    ));
+    md
+}
