@@ -31,6 +31,7 @@ __version__: str = _polyattn.__version__
 
 __all__ = [
     "attention",
+    "attention_backward",
     "linear_attention",
     "FeatureMap",
     "PolySketch",
@@ -135,6 +136,51 @@ def attention(
         window=window,
         seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
         key_lens=None if key_lens is None else [int(n) for n in key_lens],
+    )
+
+
+def attention_backward(
+    q: Any,
+    k: Any,
+    v: Any,
+    grad_out: Any,
+    *,
+    kernel: str = "poly",
+    degree: Optional[int] = None,
+    causal: bool = False,
+    norm: str = "sum",
+    norm_bias: Optional[float] = None,
+    scale: Optional[float] = None,
+    layernorm: bool = False,
+    threads: Optional[int] = None,
+    window: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of exact attention: ``(dq, dk, dv)`` of ``L = sum(grad_out * attention(q, k, v))``
+    for the same keywords as :func:`attention` (not ``seq_lens``/``key_lens``).
+
+    Flash-style: the forward is recomputed with two statistics per row and the backward
+    recomputes score tiles, so memory stays O(n); the same overflow-proof scaling as the forward
+    (high degrees work in float32). With fewer k/v heads than query heads, ``dk`` and ``dv`` sum
+    over each group. Each gradient has its input's shape and dtype.
+
+    Raises:
+        ValueError: as :func:`attention`, plus a ``grad_out`` whose shape is not the output's or
+            whose dtype is not q's, non-finite ``grad_out``, a gradient that overflows.
+    """
+    return _polyattn.attention_backward(
+        _as_array(q, "q"),
+        _as_array(k, "k"),
+        _as_array(v, "v"),
+        _as_array(grad_out, "grad_out"),
+        kernel=kernel,
+        degree=degree,
+        causal=causal,
+        norm=norm,
+        norm_bias=norm_bias,
+        scale=scale,
+        layernorm=layernorm,
+        threads=threads,
+        window=window,
     )
 
 

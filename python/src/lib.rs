@@ -8,6 +8,7 @@ mod arrays;
 mod attention;
 mod decoding;
 mod errors;
+mod gradients;
 mod kv_cache;
 mod maps;
 mod options;
@@ -20,6 +21,7 @@ fn _polyattn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attention::attention, m)?)?;
     m.add_function(wrap_pyfunction!(attention::linear_attention, m)?)?;
     m.add_function(wrap_pyfunction!(attention::time_engine, m)?)?;
+    m.add_function(wrap_pyfunction!(gradients::attention_backward, m)?)?;
     m.add_function(wrap_pyfunction!(options::set_memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(options::memory_budget, m)?)?;
     m.add_class::<maps::PyFeatureMap>()?;
