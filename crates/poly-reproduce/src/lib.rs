@@ -11,6 +11,7 @@
 //! * [`metrics`]: accuracies, ROC-AUC, margins;
 //! * [`runner`]: one grid cell (many samples of both classes, in parallel);
 //! * [`grid`]: which cells a reproduction runs (`--quick` or the full grid);
+//! * [`training`]: beyond the paper, `X` learned by gradient descent through the exact backward;
 //! * [`report`] and [`plots`]: results.csv, report.md and the SVG figures of `polyattn reproduce`.
 //!
 //! [docs/math.md §5]: https://example.invalid/polyattn/docs/math.md
@@ -22,5 +23,6 @@ pub mod network;
 pub mod plots;
 pub mod report;
 pub mod runner;
+pub mod training;
 
 pub use grid::{Grid, Reproduction, run};

@@ -350,3 +350,50 @@ fn heatmaps(_rep: &Reproduction, root: &Area) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Held-out accuracy against training steps, one line per kernel (`polyattn reproduce --train`).
+///
+/// # Errors
+/// A message if the file cannot be drawn.
+pub fn training_plot(curves: &[crate::training::Curve], path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let steps = curves
+        .iter()
+        .flat_map(|c| c.steps.last().copied())
+        .max()
+        .unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Learning X: held-out accuracy vs training steps",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        // Room below 0.4 keeps the legend off the curves (accuracy starts near 0.5).
+        .build_cartesian_2d(0.0..steps, 0.0..1.02)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("Adam steps (full batch)")
+        .y_desc("held-out accuracy")
+        .draw()
+        .map_err(err)?;
+    for (i, c) in curves.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<(f64, f64)> = c
+            .steps
+            .iter()
+            .zip(&c.test_accuracy)
+            .map(|(&s, &a)| (s as f64, a))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(c.kernel.label())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(err)
+}

@@ -125,6 +125,10 @@ pub struct ReproduceArgs {
     /// Where results.csv, report.md and the SVG plots go.
     #[arg(long, default_value = "target/polyattn/reproduction")]
     pub out: PathBuf,
+    /// Instead of the grid, train X by gradient descent for several degrees, a softmax and a
+    /// linear twin (beyond the paper): training.csv, training.md and training_accuracy.svg.
+    #[arg(long, conflicts_with = "quick")]
+    pub train: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
