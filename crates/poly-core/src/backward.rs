@@ -13,14 +13,13 @@
 //! triangle balances) and accumulates its dK, dV tiles and its own dQ partial; the partials are
 //! summed in task order, so results never depend on the thread count.
 
-use crate::LAYERNORM_EPS;
 use crate::config::{AttentionConfig, Kernel, Normalization};
 use crate::element::Element;
 use crate::engine::{RowStat, attend_validated, run_with_threads};
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::gemm::{gemm_abt, gemm_add_ab, gemm_add_atb};
 use crate::kernels::{exp_in_place, first_non_finite, power_in_place};
-use crate::layernorm::layernorm_rows;
+use crate::layernorm::{layernorm_backward, layernorm_rows};
 use crate::resources::check_elements;
 use crate::sequences::{Layout, Visibility};
 use crate::tensor::{Tensor, TensorRef};
@@ -436,37 +435,5 @@ impl<T: Element> Backward<'_, T> {
             *x *= self.scale;
         }
         Ok(AttentionGradients { dq, dk, dv })
-    }
-}
-
-/// Turns gradients with respect to LayerNormed rows `y = LN(x)` into gradients with respect to
-/// `x`, in place: `dx = (dy − mean(dy) − y · mean(dy ⊙ y)) / σ`, `σ = √(var(x) + ε)`, with the
-/// forward's scaling for rows whose squares overflow.
-fn layernorm_backward<T: Element>(x: &[T], y: &[T], grad: &mut [T], d: usize) {
-    for ((x, y), g) in x
-        .chunks_exact(d)
-        .zip(y.chunks_exact(d))
-        .zip(grad.chunks_exact_mut(d))
-    {
-        let largest = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
-        let s = if largest > 1.0 { 1.0 / largest } else { 1.0 };
-        let mean = x.iter().map(|v| v.to_f64() * s).sum::<f64>() / d as f64;
-        let var = x
-            .iter()
-            .map(|v| (v.to_f64() * s - mean).powi(2))
-            .sum::<f64>()
-            / d as f64;
-        // σ of the unscaled row is σ_s / s.
-        let sigma = (var + LAYERNORM_EPS * s * s).sqrt() / s;
-        let mean_g = g.iter().map(|v| v.to_f64()).sum::<f64>() / d as f64;
-        let mean_gy = g
-            .iter()
-            .zip(y)
-            .map(|(a, b)| a.to_f64() * b.to_f64())
-            .sum::<f64>()
-            / d as f64;
-        for (g, y) in g.iter_mut().zip(y) {
-            *g = T::from_f64((g.to_f64() - mean_g - y.to_f64() * mean_gy) / sigma);
-        }
     }
 }

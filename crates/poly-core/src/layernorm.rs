@@ -63,6 +63,38 @@ fn standardize<T: Element>(row: &mut [T], scale: f64, mean: f64, denominator: f6
     }
 }
 
+/// Turns gradients with respect to LayerNormed rows `y = LN(x)` into gradients with respect to
+/// `x`, in place: `dx = (dy − mean(dy) − y · mean(dy ⊙ y)) / σ`, `σ = √(var(x) + ε)`, with the
+/// forward's scaling for rows whose squares overflow.
+pub fn layernorm_backward<T: Element>(x: &[T], y: &[T], grad: &mut [T], d: usize) {
+    for ((x, y), g) in x
+        .chunks_exact(d)
+        .zip(y.chunks_exact(d))
+        .zip(grad.chunks_exact_mut(d))
+    {
+        let largest = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
+        let s = if largest > 1.0 { 1.0 / largest } else { 1.0 };
+        let mean = x.iter().map(|v| v.to_f64() * s).sum::<f64>() / d as f64;
+        let var = x
+            .iter()
+            .map(|v| (v.to_f64() * s - mean).powi(2))
+            .sum::<f64>()
+            / d as f64;
+        // σ of the unscaled row is σ_s / s.
+        let sigma = (var + LAYERNORM_EPS * s * s).sqrt() / s;
+        let mean_g = g.iter().map(|v| v.to_f64()).sum::<f64>() / d as f64;
+        let mean_gy = g
+            .iter()
+            .zip(y)
+            .map(|(a, b)| a.to_f64() * b.to_f64())
+            .sum::<f64>()
+            / d as f64;
+        for (g, y) in g.iter_mut().zip(y) {
+            *g = T::from_f64((g.to_f64() - mean_g - y.to_f64() * mean_gy) / sigma);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ pub use flops::{
     exact_attention_flops, exact_attention_flops_in_window, visible_pairs, visible_pairs_in_window,
 };
 pub use kv_cache::{DECODE_CHUNK, KvCache};
-pub use layernorm::{layernorm_in_place, layernorm_rows};
+pub use layernorm::{layernorm_backward, layernorm_in_place, layernorm_rows};
 pub use normalize::check_normalizer;
 pub use reference::{reference_attention, reference_attention_packed, reference_attention_padded};
 pub use resources::{

@@ -45,6 +45,10 @@ impl<T: Element> FeatureMap<T> for ExactDegree2 {
     fn polynomial_degree(&self) -> Option<u32> {
         Some(2)
     }
+    fn backward_into(&self, x: &[T], _features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        pack_symmetric_square_backward(x, self.d, grad, grad_x);
+        true
+    }
     fn flops_per_row(&self) -> f64 {
         (self.d * (self.d + 1) / 2) as f64
     }
@@ -73,6 +77,35 @@ pub(crate) fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [
 /// `out` is `dim(dim+1)/2 × rows`, feature-major in the same feature order. Each output row is
 /// then one contiguous product of two columns of `m` (transposed into `columns` first), which
 /// vectorizes, and the engines' GEMMs read the transpose at no cost.
+/// The backward of [`pack_symmetric_square`]: `grad_x += Jᵀ grad` for features `x_i²` and
+/// `√2 x_i x_j` (`i < j`).
+pub(crate) fn pack_symmetric_square_backward<T: Element>(
+    x: &[T],
+    dim: usize,
+    grad: &[T],
+    grad_x: &mut [T],
+) {
+    let sqrt2 = T::from_f64(std::f64::consts::SQRT_2);
+    let two = T::from_f64(2.0);
+    let m = dim * (dim + 1) / 2;
+    for ((row, g), dx) in x
+        .chunks_exact(dim)
+        .zip(grad.chunks_exact(m))
+        .zip(grad_x.chunks_exact_mut(dim))
+    {
+        let mut at = 0;
+        for i in 0..dim {
+            dx[i] += two * row[i] * g[at];
+            for j in i + 1..dim {
+                let gij = sqrt2 * g[at + j - i];
+                dx[i] += gij * row[j];
+                dx[j] += gij * row[i];
+            }
+            at += dim - i;
+        }
+    }
+}
+
 pub(crate) fn pack_symmetric_square_transposed<T: Element>(
     m: &[T],
     rows: usize,

@@ -10,8 +10,8 @@
 //! unstabilized, unbiased features.
 
 use crate::feature_map::FeatureMap;
-use poly_core::primitives::gemm_abt;
 use poly_core::primitives::{exp_in_place, row_max};
+use poly_core::primitives::{gemm_ab, gemm_abt};
 use poly_core::{Element, Result, check_elements};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -145,6 +145,27 @@ impl<T: Element> FeatureMap<T> for Favor<T> {
         self.exponentiate(out, |_| shift);
     }
     fn requires_sum_normalization(&self) -> bool {
+        true
+    }
+    fn backward_into(&self, x: &[T], features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        // f = exp(ω·x − s²|x|²/2 − shift)/√m with the shift held constant:
+        // ∂f/∂x = f (ω − s² x), so dx = Ωᵀ (g ⊙ f) − s² x Σ (g ⊙ f).
+        let rows = x.len() / self.d;
+        let gf: Vec<T> = grad.iter().zip(features).map(|(&g, &f)| g * f).collect();
+        let mut dx = vec![T::ZERO; rows * self.d];
+        gemm_ab(&mut dx, &gf, &self.w, rows, self.d, self.m);
+        let s2 = T::from_f64(self.input_scale_sq);
+        for (((dst, dx), x), gf) in grad_x
+            .chunks_exact_mut(self.d)
+            .zip(dx.chunks_exact(self.d))
+            .zip(x.chunks_exact(self.d))
+            .zip(gf.chunks_exact(self.m))
+        {
+            let total = gf.iter().fold(T::ZERO, |a, &b| a + b);
+            for ((o, &a), &xi) in dst.iter_mut().zip(dx).zip(x) {
+                *o += a - s2 * xi * total;
+            }
+        }
         true
     }
     /// Positive random features.

@@ -47,6 +47,22 @@ pub trait FeatureMap<T: Element>: Send + Sync {
         false
     }
 
+    /// Backpropagation through the map: adds `J_φ(x)ᵀ g` to `grad_x` row by row, given the input
+    /// rows `x`, the features the engine computed from them (by `map_queries_into` or
+    /// `map_keys_into`: a per-row stabilizing factor counts as a constant, which is exact under
+    /// the normalization that cancels it) and `g`, the gradient with respect to those features.
+    /// Returns `false` (and adds nothing) for a map without a backward.
+    fn backward_into(
+        &self,
+        x: &[T],
+        features: &[T],
+        grad_features: &[T],
+        grad_x: &mut [T],
+    ) -> bool {
+        let _ = (x, features, grad_features, grad_x);
+        false
+    }
+
     /// For `φ = pack(M ⊗ M)`: the inner map `M`. The engine then scores a block by
     /// `⟨M_q, M_k⟩²` over `r` columns instead of `r(r+1)/2` and packs `M` for the state.
     fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {

@@ -35,7 +35,8 @@ pub use exact2::ExactDegree2;
 pub use favor::Favor;
 pub use feature_map::FeatureMap;
 pub use linear::{
-    LinearAttentionConfig, linear_attention, linear_attention_flops, linear_attention_packed,
+    LinearAttentionConfig, linear_attention, linear_attention_backward, linear_attention_flops,
+    linear_attention_packed,
 };
 pub use maclaurin::RandomMaclaurin;
 pub use polysketch::{PolySketch, SketchScale};

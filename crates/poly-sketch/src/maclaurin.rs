@@ -4,7 +4,7 @@
 //! GEMMs with `d × D` sign matrices and an elementwise product.
 
 use crate::feature_map::FeatureMap;
-use poly_core::primitives::gemm_ab;
+use poly_core::primitives::{gemm_ab, gemm_abt};
 use poly_core::{Element, Result, check_elements};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -75,6 +75,46 @@ impl<T: Element> FeatureMap<T> for RandomMaclaurin<T> {
     }
     fn polynomial_degree(&self) -> Option<u32> {
         Some(self.degree)
+    }
+    fn backward_into(&self, x: &[T], _features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        // φ = c · Π_t (x W_t): the gradient through factor t is c · g ⊙ Π_{s≠t} (x W_s), taken
+        // from prefix and suffix products (no division, so zero factors are exact).
+        let (rows, size) = (x.len() / self.d, self.size);
+        let projections: Vec<Vec<T>> = self
+            .signs
+            .iter()
+            .map(|w| {
+                let mut p = vec![T::ZERO; rows * size];
+                gemm_ab(&mut p, x, w, rows, size, self.d);
+                p
+            })
+            .collect();
+        let norm = T::from_f64(1.0 / (size as f64).sqrt());
+        // suffix[t] = Π_{s>t} P_s (elementwise); the prefix runs along the loop.
+        let count = projections.len();
+        let mut suffix = vec![vec![T::ONE; rows * size]; count];
+        for t in (0..count.saturating_sub(1)).rev() {
+            let (head, tail) = suffix.split_at_mut(t + 1);
+            for ((s, &next), &p) in head[t].iter_mut().zip(&tail[0]).zip(&projections[t + 1]) {
+                *s = next * p;
+            }
+        }
+        let mut prefix = vec![T::ONE; rows * size];
+        let mut through = vec![T::ZERO; rows * size];
+        let mut dx = vec![T::ZERO; rows * self.d];
+        for (t, w) in self.signs.iter().enumerate() {
+            for (((o, &g), &a), &b) in through.iter_mut().zip(grad).zip(&prefix).zip(&suffix[t]) {
+                *o = norm * g * a * b;
+            }
+            // dx += through · W_tᵀ (W_t is d × size).
+            gemm_abt(&mut dx, &through, w, rows, self.d, size, T::ONE);
+            grad_x.iter_mut().zip(&dx).for_each(|(a, &b)| *a += b);
+            prefix
+                .iter_mut()
+                .zip(&projections[t])
+                .for_each(|(a, &p)| *a *= p);
+        }
+        true
     }
     fn flops_per_row(&self) -> f64 {
         let (p, d, n) = (self.degree as f64, self.d as f64, self.size as f64);

@@ -7,7 +7,7 @@
 //! which makes `E⟨φ(x), φ(y)⟩ = (x·y)^p`.
 
 use crate::feature_map::FeatureMap;
-use poly_core::primitives::gemm_ab;
+use poly_core::primitives::{gemm_ab, gemm_abt};
 use poly_core::{Element, Error, Result, check_allocation, checked_product};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -189,6 +189,86 @@ impl<T: Element> FeatureMap<T> for PolySketch<T> {
     }
     fn polynomial_degree(&self) -> Option<u32> {
         Some(self.degree)
+    }
+    fn backward_into(&self, x: &[T], _features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        let rows = x.len() / self.d;
+        if self.degree == 1 {
+            grad_x.iter_mut().zip(grad).for_each(|(a, &g)| *a += g);
+            return true;
+        }
+        let (r, p) = (self.r, self.degree as usize);
+        // The forward again, keeping each node's two projected children (a = u G₁, b = v G₂).
+        let mut projections: Vec<Vec<(Vec<T>, Vec<T>)>> = Vec::new();
+        let mut current: Vec<Vec<T>> = Vec::new();
+        for (level, nodes) in self.levels.iter().enumerate() {
+            let input = if level == 0 { self.d } else { r };
+            let mut level_projections = Vec::with_capacity(nodes.len());
+            let mut next = Vec::with_capacity(nodes.len());
+            for (i, node) in nodes.iter().enumerate() {
+                let mut pair = [vec![T::ZERO; rows * r], vec![T::ZERO; rows * r]];
+                for (side, (child, g)) in [(2 * i, &node.left), (2 * i + 1, &node.right)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let dst = &mut pair[side];
+                    match level {
+                        0 if child < p => gemm_ab(dst, x, g, rows, r, input),
+                        0 => dst
+                            .chunks_exact_mut(r)
+                            .for_each(|row| row.copy_from_slice(&g[..r])),
+                        _ => gemm_ab(dst, &current[child], g, rows, r, input),
+                    }
+                }
+                let [a, b] = pair;
+                next.push(
+                    a.iter()
+                        .zip(&b)
+                        .map(|(&u, &v)| self.combine * u * v)
+                        .collect(),
+                );
+                level_projections.push((a, b));
+            }
+            current = next;
+            projections.push(level_projections);
+        }
+        // Down the tree: y = c·a⊙b gives da = c·g⊙b, db = c·g⊙a, and a child's gradient is
+        // da G₁ᵀ (resp. db G₂ᵀ); at the leaves the children are x (or the constant e1).
+        let mut grads: Vec<Vec<T>> = vec![grad[..rows * r].to_vec()];
+        let mut scratch = vec![T::ZERO; rows * self.d.max(r)];
+        for (level, nodes) in self.levels.iter().enumerate().rev() {
+            let input = if level == 0 { self.d } else { r };
+            let mut child_grads = vec![vec![T::ZERO; rows * input]; 2 * nodes.len()];
+            for (i, node) in nodes.iter().enumerate() {
+                let (a, b) = &projections[level][i];
+                let g = &grads[i];
+                for (side, (other, weights)) in
+                    [(b, &node.left), (a, &node.right)].into_iter().enumerate()
+                {
+                    let child = 2 * i + side;
+                    if level == 0 && child >= p {
+                        continue;
+                    }
+                    let d_proj: Vec<T> = g
+                        .iter()
+                        .zip(other)
+                        .map(|(&g, &o)| self.combine * g * o)
+                        .collect();
+                    let out = &mut scratch[..rows * input];
+                    gemm_abt(out, &d_proj, weights, rows, input, r, T::ONE);
+                    child_grads[child]
+                        .iter_mut()
+                        .zip(out.iter())
+                        .for_each(|(c, &o)| *c += o);
+                }
+            }
+            if level == 0 {
+                for g in &child_grads[..p] {
+                    grad_x.iter_mut().zip(g).for_each(|(a, &b)| *a += b);
+                }
+            }
+            grads = child_grads;
+        }
+        true
     }
     /// `2·(p·d·r + (q − 2)·r²)`: `p` leaf projections (padding leaves are free) and two `r×r`
     /// projections per internal node above the leaves.

@@ -57,6 +57,16 @@ impl<T: Element> FeatureMap<T> for SelfTensoredSketch<T> {
     fn flops_per_row(&self) -> f64 {
         self.inner.flops_per_row()
     }
+    fn backward_into(&self, x: &[T], _features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        // φ = pack(M x): through the packing to M x, then through M.
+        let r = self.inner.feature_dim();
+        let rows = x.len() / self.inner.input_dim();
+        let mut inner = vec![T::ZERO; rows * r];
+        self.inner.map_into(x, &mut inner);
+        let mut grad_inner = vec![T::ZERO; rows * r];
+        crate::exact2::pack_symmetric_square_backward(&inner, r, grad, &mut grad_inner);
+        self.inner.backward_into(x, &inner, &grad_inner, grad_x)
+    }
     fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {
         Some(&self.inner)
     }

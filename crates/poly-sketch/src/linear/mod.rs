@@ -13,10 +13,12 @@
 //!   heads than threads, a two-pass scan across chunks of blocks. Both add the states in the same
 //!   order, so results are bit-identical whatever the thread count.
 
+mod backward;
 mod block;
 mod packed;
 mod scan;
 
+pub use backward::linear_attention_backward;
 pub use packed::linear_attention_packed;
 
 use crate::feature_map::FeatureMap;

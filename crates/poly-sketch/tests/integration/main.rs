@@ -1,5 +1,6 @@
 //! The integration tests of poly-sketch, one module per subject, linked into one test binary.
 
+mod backward;
 mod common;
 mod decoding_and_tensored;
 mod feature_maps;
