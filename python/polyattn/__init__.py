@@ -33,6 +33,7 @@ __all__ = [
     "attention",
     "attention_backward",
     "linear_attention",
+    "linear_attention_backward",
     "FeatureMap",
     "PolySketch",
     "SelfTensoredSketch",
@@ -231,6 +232,48 @@ def linear_attention(
         layernorm=layernorm,
         threads=threads,
         seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
+    )
+
+
+def linear_attention_backward(
+    q: Any,
+    k: Any,
+    v: Any,
+    grad_out: Any,
+    *,
+    feature_map: FeatureMap,
+    causal: bool = False,
+    block: int = 256,
+    local_exact: bool = False,
+    norm: str = "sum",
+    norm_bias: Optional[float] = None,
+    scale: Optional[float] = None,
+    layernorm: bool = False,
+    threads: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of linear attention: ``(dq, dk, dv)`` of
+    ``L = sum(grad_out * linear_attention(q, k, v, ...))`` for the same keywords (not
+    ``seq_lens``), through the block-causal scan and the feature map, so q and k train through
+    the sketch. Every map but ``TensorSketch`` has a backward.
+
+    Raises:
+        ValueError: as :func:`linear_attention`, plus a ``grad_out`` whose shape is not the
+            output's, a map without a backward, a gradient that overflows.
+    """
+    return _polyattn.linear_attention_backward(
+        _as_array(q, "q"),
+        _as_array(k, "k"),
+        _as_array(v, "v"),
+        _as_array(grad_out, "grad_out"),
+        feature_map=feature_map,
+        causal=causal,
+        block=block,
+        local_exact=local_exact,
+        norm=norm,
+        norm_bias=norm_bias,
+        scale=scale,
+        layernorm=layernorm,
+        threads=threads,
     )
 
 

@@ -28,6 +28,13 @@ def linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, feature_map
                      threads: Optional[int] = None,
                      seq_lens: Optional[list[int]] = None) -> np.ndarray: ...
 
+def linear_attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, grad_out: np.ndarray,
+                              *, feature_map: FeatureMap, causal: bool = False, block: int = 256,
+                              local_exact: bool = False, norm: str = "sum",
+                              norm_bias: Optional[float] = None, scale: Optional[float] = None,
+                              layernorm: bool = False, threads: Optional[int] = None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
 def time_engine(q: np.ndarray, k: np.ndarray, v: np.ndarray, repeat: int, *, kernel: str = "poly",
                 degree: Optional[int] = None, causal: bool = False) -> list[float]: ...
 

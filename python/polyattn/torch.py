@@ -1,9 +1,11 @@
-"""polyattn's exact attention as a PyTorch autograd function (importable only where torch is).
+"""polyattn's attention as PyTorch autograd functions (importable only where torch is).
 
-``polyattn.torch.attention(q, k, v, **keywords)`` takes CPU tensors (float32/float64, rank 2–4)
-and the keywords of :func:`polyattn.attention` (not ``seq_lens``/``key_lens``), returns a tensor,
-and backpropagates through :func:`polyattn.attention_backward`. The backward recomputes the
-forward's row statistics (one extra forward pass) rather than holding them between the calls.
+``polyattn.torch.attention(q, k, v, **keywords)`` and ``polyattn.torch.linear_attention(q, k, v,
+feature_map=..., **keywords)`` take CPU tensors (float32/float64, rank 2–4) and the keywords of
+:func:`polyattn.attention` / :func:`polyattn.linear_attention` (not ``seq_lens``/``key_lens``),
+return tensors, and backpropagate through :func:`polyattn.attention_backward` /
+:func:`polyattn.linear_attention_backward`. The backward recomputes the forward (one extra pass)
+rather than holding state between the calls.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import torch
 
 from . import attention as _attention
 from . import attention_backward as _attention_backward
+from . import linear_attention as _linear_attention
+from . import linear_attention_backward as _linear_attention_backward
 
-__all__ = ["attention"]
+__all__ = ["attention", "linear_attention"]
 
 
 def _numpy(t: torch.Tensor, name: str) -> np.ndarray:
@@ -25,29 +29,43 @@ def _numpy(t: torch.Tensor, name: str) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-class _ExactAttention(torch.autograd.Function):
+class _Attention(torch.autograd.Function):
+    """One forward/backward pair of the package's functions; `engines` picks them."""
+
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                options: dict) -> torch.Tensor:
+                engines: tuple, options: dict) -> torch.Tensor:
         ctx.save_for_backward(q, k, v)
-        ctx.options = options
-        out = _attention(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), **options)
+        ctx.engines, ctx.options = engines, options
+        out = engines[0](_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), **options)
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):  # type: ignore[override]
         q, k, v = ctx.saved_tensors
-        dq, dk, dv = _attention_backward(
+        dq, dk, dv = ctx.engines[1](
             _numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), _numpy(grad_out, "grad_out"),
             **ctx.options,
         )
-        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None
+        return torch.from_numpy(dq), torch.from_numpy(dk), torch.from_numpy(dv), None, None
+
+
+def _one_sequence(options: dict) -> None:
+    for bad in ("seq_lens", "key_lens"):
+        if bad in options:
+            raise ValueError(f"{bad} is not supported with gradients yet: pass one sequence")
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: Any) -> torch.Tensor:
     """Exact polynomial or softmax attention with gradients for q, k and v (see
     :func:`polyattn.attention` for the keywords)."""
-    for bad in ("seq_lens", "key_lens"):
-        if bad in options:
-            raise ValueError(f"{bad} is not supported with gradients yet: pass one sequence")
-    return _ExactAttention.apply(q, k, v, options)
+    _one_sequence(options)
+    return _Attention.apply(q, k, v, (_attention, _attention_backward), options)
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: Any
+                     ) -> torch.Tensor:
+    """Linear attention with a feature map, with gradients for q, k and v through the sketch
+    (see :func:`polyattn.linear_attention` for the keywords; ``feature_map`` is required)."""
+    _one_sequence(options)
+    return _Attention.apply(q, k, v, (_linear_attention, _linear_attention_backward), options)

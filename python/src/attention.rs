@@ -192,6 +192,29 @@ pub fn time_engine(
     }
 }
 
+/// The linear engine's configuration from the keyword arguments.
+pub(crate) fn linear_config(
+    causal: bool,
+    block: usize,
+    local_exact: bool,
+    (norm, norm_bias): (&str, Option<f64>),
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<LinearAttentionConfig> {
+    let mut cfg = LinearAttentionConfig::default()
+        .with_mask(options::mask(causal))
+        .with_block(block)
+        .with_local_exact(local_exact)
+        .with_normalization(options::normalization(norm, norm_bias)?)
+        .with_layernorm(layernorm)
+        .with_threads(options::threads(threads)?);
+    if let Some(s) = scale {
+        cfg = cfg.with_scale(s);
+    }
+    Ok(cfg)
+}
+
 fn run_linear<'py, T: SketchElement + numpy::Element>(
     py: Python<'py>,
     [q, k, v]: &[numpy::PyReadonlyArrayDyn<'py, T>; 3],
@@ -231,16 +254,15 @@ pub fn linear_attention<'py>(
     seq_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let sequences = packed(seq_lens)?;
-    let mut cfg = LinearAttentionConfig::default()
-        .with_mask(options::mask(causal))
-        .with_block(block)
-        .with_local_exact(local_exact)
-        .with_normalization(options::normalization(norm, norm_bias)?)
-        .with_layernorm(layernorm)
-        .with_threads(options::threads(threads)?);
-    if let Some(s) = scale {
-        cfg = cfg.with_scale(s);
-    }
+    let cfg = linear_config(
+        causal,
+        block,
+        local_exact,
+        (norm, norm_bias),
+        scale,
+        layernorm,
+        threads,
+    )?;
     let rank = query_rank(q)?;
     match Triple::extract(q, k, v)? {
         Triple::F32(arrays) => {

@@ -1,10 +1,12 @@
-//! `attention_backward`: the gradients of exact attention on numpy arrays.
+//! `attention_backward` and `linear_attention_backward`: gradients on numpy arrays.
 
 use crate::arrays::{Triple, output, tensor, typed};
-use crate::attention::exact_config;
+use crate::attention::{exact_config, linear_config};
 use crate::errors::to_py;
+use crate::maps::PyFeatureMap;
 use numpy::PyReadonlyArrayDyn;
-use poly_core::{AttentionConfig, Element, TensorName};
+use poly_core::{AttentionConfig, AttentionGradients, Element, TensorName};
+use poly_sketch::{FeatureMap, LinearAttentionConfig, SketchElement};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -12,11 +14,17 @@ fn rank(x: &Bound<'_, PyAny>) -> PyResult<usize> {
     x.getattr("ndim")?.extract()
 }
 
-fn run<'py, T: Element + numpy::Element>(
+/// What a backward runs: the exact engine or the linear one with its map.
+enum Engine<'a, T: Element> {
+    Exact(&'a AttentionConfig),
+    Linear(&'a dyn FeatureMap<T>, &'a LinearAttentionConfig),
+}
+
+fn run<'py, T: SketchElement + numpy::Element>(
     py: Python<'py>,
     [q, k, v]: &[PyReadonlyArrayDyn<'py, T>; 3],
     grad_out: &Bound<'py, PyAny>,
-    cfg: &AttentionConfig,
+    engine: Engine<'_, T>,
     ranks: [usize; 3],
 ) -> PyResult<Bound<'py, PyTuple>> {
     let g = typed::<T>(grad_out, "grad_out", "q")?;
@@ -26,9 +34,15 @@ fn run<'py, T: Element + numpy::Element>(
         tensor(v, TensorName::Value)?,
     );
     let gt = tensor(&g, TensorName::Output)?;
-    let (_, grads) = py
-        .detach(|| poly_core::attention_gradients(qt, kt, vt, gt, cfg))
-        .map_err(to_py)?;
+    let grads: AttentionGradients<T> = py
+        .detach(|| match engine {
+            Engine::Exact(cfg) => poly_core::attention_gradients(qt, kt, vt, gt, cfg),
+            Engine::Linear(map, cfg) => {
+                poly_sketch::linear_attention_backward(qt, kt, vt, gt, map, cfg)
+            }
+        })
+        .map_err(to_py)?
+        .1;
     PyTuple::new(
         py,
         [
@@ -64,7 +78,49 @@ pub fn attention_backward<'py>(
     )?;
     let ranks = [rank(q)?, rank(k)?, rank(v)?];
     match Triple::extract(q, k, v)? {
-        Triple::F32(arrays) => run(py, &arrays, grad_out, &cfg, ranks),
-        Triple::F64(arrays) => run(py, &arrays, grad_out, &cfg, ranks),
+        Triple::F32(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg), ranks),
+        Triple::F64(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg), ranks),
+    }
+}
+
+/// The gradients of linear attention (see `polyattn.linear_attention_backward`).
+#[pyfunction]
+#[pyo3(signature = (q, k, v, grad_out, *, feature_map, causal=false, block=256, local_exact=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn linear_attention_backward<'py>(
+    py: Python<'py>,
+    q: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+    feature_map: PyRef<'py, PyFeatureMap>,
+    causal: bool,
+    block: usize,
+    local_exact: bool,
+    norm: &str,
+    norm_bias: Option<f64>,
+    scale: Option<f64>,
+    layernorm: bool,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let cfg = linear_config(
+        causal,
+        block,
+        local_exact,
+        (norm, norm_bias),
+        scale,
+        layernorm,
+        threads,
+    )?;
+    let ranks = [rank(q)?, rank(k)?, rank(v)?];
+    match Triple::extract(q, k, v)? {
+        Triple::F32(arrays) => {
+            let engine = Engine::Linear(feature_map.f32.as_ref(), &cfg);
+            run(py, &arrays, grad_out, engine, ranks)
+        }
+        Triple::F64(arrays) => {
+            let engine = Engine::Linear(feature_map.f64.as_ref(), &cfg);
+            run(py, &arrays, grad_out, engine, ranks)
+        }
     }
 }

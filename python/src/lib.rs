@@ -22,6 +22,7 @@ fn _polyattn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attention::linear_attention, m)?)?;
     m.add_function(wrap_pyfunction!(attention::time_engine, m)?)?;
     m.add_function(wrap_pyfunction!(gradients::attention_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gradients::linear_attention_backward, m)?)?;
     m.add_function(wrap_pyfunction!(options::set_memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(options::memory_budget, m)?)?;
     m.add_class::<maps::PyFeatureMap>()?;

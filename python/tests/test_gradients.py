@@ -74,3 +74,47 @@ def test_bad_gradients_raise_value_errors():
         polyattn.attention_backward(q, k, v, bad)
     with pytest.raises(TypeError):
         polyattn.attention_backward(q, k, v, q, seq_lens=[5])
+
+
+@pytest.mark.parametrize("kw", [
+    dict(feature_map="tensored", causal=True, block=3),
+    dict(feature_map="tree", causal=True, block=3, local_exact=True, norm="none"),
+    dict(feature_map="favor", layernorm=True, scale=0.5),
+])
+def test_linear_gradients_equal_finite_differences(kw):
+    d = 3
+    maps = {
+        "tensored": polyattn.SelfTensoredSketch(d, degree=4, sketch_dim=3, seed=1),
+        "tree": polyattn.PolySketch(d, degree=3, sketch_dim=5, seed=2),
+        "favor": polyattn.Favor(d, sketch_dim=6, seed=3),
+    }
+    kw = dict(kw, feature_map=maps[kw["feature_map"]])
+    q = draw(1, (2, 7, d), low=0.1)
+    k, v = draw(2, (1, 7, d), low=0.1), draw(3, (1, 7, 2))
+    g = draw(4, (2, 7, 2))
+
+    def f(q, k, v, **kw):
+        return polyattn.linear_attention(q, k, v, **kw)
+
+    analytic = polyattn.linear_attention_backward(q, k, v, g, **kw)
+    arrays = [q.copy(), k.copy(), v.copy()]
+    for a, analytic_grad, name in zip(arrays, analytic, "qkv"):
+        numeric = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            at = a[i]
+            h = 1e-6 * max(1.0, abs(at))
+            a[i] = at + h
+            up = np.sum(g * f(*arrays, **kw))
+            a[i] = at - h
+            down = np.sum(g * f(*arrays, **kw))
+            a[i] = at
+            numeric[i] = (up - down) / (2 * h)
+        err = np.max(np.abs(analytic_grad - numeric)) / np.max(np.abs(numeric))
+        assert err < 1e-6, (name, err)
+
+
+def test_tensorsketch_has_no_backward():
+    q = draw(1, (4, 3))
+    phi = polyattn.TensorSketch(3, degree=2, sketch_dim=8)
+    with pytest.raises(ValueError, match="backward"):
+        polyattn.linear_attention_backward(q, q, q, q, feature_map=phi, norm="none")

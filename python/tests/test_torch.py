@@ -67,3 +67,15 @@ def test_autograd_gradients_equal_torch_own_softmax_attention():
     (theirs * theirs).sum().backward()
     for a, t in zip(mine, (q, k, v)):
         torch.testing.assert_close(a, t.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_autograd_function_passes_gradcheck():
+    import polyattn.torch as pt
+
+    phi = polyattn.SelfTensoredSketch(3, degree=4, sketch_dim=3, seed=4)
+    g = torch.Generator().manual_seed(5)
+    q = (torch.rand(2, 6, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    k = (torch.rand(2, 6, 3, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    v = torch.randn(2, 6, 2, generator=g, dtype=torch.float64).requires_grad_()
+    fn = lambda q, k, v: pt.linear_attention(q, k, v, feature_map=phi, causal=True, block=4)
+    assert torch.autograd.gradcheck(fn, (q, k, v))
