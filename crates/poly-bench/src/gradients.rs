@@ -30,6 +30,18 @@ pub struct GradientRow {
     pub forward_share: f64,
 }
 
+/// One sketched measurement: causal self-tensored PolySketch (p = 4, r = 32, block 256), one
+/// head, against n.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SketchedRow {
+    /// Sequence length.
+    pub n: usize,
+    /// Median seconds of `linear_attention`.
+    pub forward_s: f64,
+    /// Median seconds of `linear_attention_backward` (which runs the forward too).
+    pub backward_s: f64,
+}
+
 /// The run, with its yardsticks.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GradientsRun {
@@ -37,15 +49,17 @@ pub struct GradientsRun {
     pub threads: usize,
     /// faer f32 GEMM 2048³ before and after, GFLOP/s.
     pub gemm_gflops: [f64; 2],
-    /// Every measurement.
+    /// Every exact measurement.
     pub rows: Vec<GradientRow>,
+    /// The sketched backward against n.
+    pub sketched: Vec<SketchedRow>,
 }
 
 /// Times forward and backward at each n (batch × heads = 8).
 ///
 /// # Errors
 /// An engine error.
-pub fn run(threads: usize, ns: &[usize]) -> Result<GradientsRun, Error> {
+pub fn run(threads: usize, ns: &[usize], sketched_ns: &[usize]) -> Result<GradientsRun, Error> {
     let gemm = gemm_rate_gflops(2048, threads, 3);
     let pool = Threads::Exact(NonZeroUsize::new(threads.max(1)).expect("≥ 1"));
     let mut rows = Vec::new();
@@ -80,11 +94,49 @@ pub fn run(threads: usize, ns: &[usize]) -> Result<GradientsRun, Error> {
             });
         }
     }
+    let map = poly_sketch::SelfTensoredSketch::<f32>::new(
+        D,
+        4,
+        32,
+        0,
+        poly_sketch::SketchScale::Unbiased,
+    )?;
+    let linear = poly_sketch::LinearAttentionConfig::default()
+        .with_mask(Mask::Causal)
+        .with_block(256)
+        .with_normalization(poly_core::Normalization::Sum)
+        .with_threads(pool);
+    let mut sketched = Vec::new();
+    for &n in sketched_ns {
+        let shape = [1, 1, n, D];
+        let [q, k, v, g]: [poly_core::Tensor<f32>; 4] = [1, 2, 3, 4]
+            .map(|seed| poly_data::synthetic::uniform(shape, -1.0, 1.0, seed).expect("shape"));
+        let forward = time_runs(3, || {
+            poly_sketch::linear_attention(q.view(), k.view(), v.view(), &map, &linear).map(drop)
+        })?;
+        let backward = time_runs(3, || {
+            poly_sketch::linear_attention_backward(
+                q.view(),
+                k.view(),
+                v.view(),
+                g.view(),
+                &map,
+                &linear,
+            )
+            .map(drop)
+        })?;
+        sketched.push(SketchedRow {
+            n,
+            forward_s: forward.median,
+            backward_s: backward.median,
+        });
+    }
     let after = gemm_rate_gflops(2048, threads, 3);
     Ok(GradientsRun {
         threads,
         gemm_gflops: [gemm, after],
         rows,
+        sketched,
     })
 }
 
@@ -121,5 +173,30 @@ pub fn markdown(run: &GradientsRun) -> String {
         "\nMemory beyond inputs, outputs and gradients, one head, n = 65536: {:.1} MiB (O(n)).\n",
         backward_extra_bytes(65536) as f64 / (1 << 20) as f64
     ));
+    if !run.sketched.is_empty() {
+        md.push_str(
+            "\n## Sketched backward\n\nCausal self-tensored PolySketch (p = 4, r = 32, m = 528), \
+             block 256, one head, d = 64, f32. The backward runs the forward first.\n\n| n | \
+             forward ms | backward ms | backward / forward |\n|---|---|---|---|\n",
+        );
+        for r in &run.sketched {
+            md.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.2} |\n",
+                r.n,
+                r.forward_s * 1e3,
+                r.backward_s * 1e3,
+                r.backward_s / r.forward_s
+            ));
+        }
+        if let (Some(a), Some(b)) = (run.sketched.first(), run.sketched.last()) {
+            md.push_str(&format!(
+                "\nt_backward({})/t_backward({}) = {:.2} (linear: {:.0}).\n",
+                b.n,
+                a.n,
+                b.backward_s / a.backward_s,
+                b.n as f64 / a.n as f64
+            ));
+        }
+    }
     md
 }

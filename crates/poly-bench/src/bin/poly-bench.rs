@@ -105,6 +105,9 @@ enum Command {
         /// Sequence lengths.
         #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
         n: Vec<usize>,
+        /// Sequence lengths of the sketched backward (one head).
+        #[arg(long, value_delimiter = ',', default_value = "8192,16384,32768,65536")]
+        sketched_n: Vec<usize>,
         #[arg(long, default_value_t = all_threads())]
         threads: usize,
         #[arg(long)]
@@ -232,9 +235,15 @@ fn run(command: Command) -> Result<(), String> {
             println!("wrote {}/variants.{{json,md}}", out.display());
             Ok(())
         }
-        Command::Gradients { n, threads, out } => {
+        Command::Gradients {
+            n,
+            sketched_n,
+            threads,
+            out,
+        } => {
             create(&out)?;
-            let run = poly_bench::gradients::run(threads, &n).map_err(|e| e.to_string())?;
+            let run =
+                poly_bench::gradients::run(threads, &n, &sketched_n).map_err(|e| e.to_string())?;
             let md = poly_bench::gradients::markdown(&run);
             let json = serde_json::to_string_pretty(&run).expect("a run serializes");
             for (name, text) in [("gradients.md", md.clone()), ("gradients.json", json)] {

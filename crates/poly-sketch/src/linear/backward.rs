@@ -10,8 +10,11 @@
 //! which one reverse scan of those state gradients delivers. The maps then turn `dΦ` into `dq`,
 //! `dk` ([`FeatureMap::backward_into`]); LayerNorm and the scale last.
 //!
-//! Each (batch entry, k/v head) is one task over its group's query heads, so results never depend
-//! on the thread count. Features are kept for one head at a time (`n × m`: O(n) memory).
+//! Work is split into blocks of `block` rows, run in parallel: key blocks' states, query blocks'
+//! gradients (each also owns its keys' local terms), key blocks' state gradients; between them two
+//! short scans sum the per-block states in block order, so results never depend on the thread
+//! count. Features are recomputed per block and never held for the whole sequence; the per-block
+//! states (`⌈n/block⌉ × m × (d_v + 1)`, twice) are the memory that grows with n.
 
 use super::{LinearAttentionConfig, linear_attention};
 use crate::SketchElement;
@@ -153,160 +156,151 @@ struct Job<'a, T: SketchElement> {
     block: usize,
 }
 
+/// What one query block contributes: the group's dq rows (`[g, rows, d]`), the local part of the
+/// block's dk and d[V | 1] rows, and the gradient of the state the block's queries read.
+struct BlockGradients<T> {
+    dq: Vec<T>,
+    dk: Vec<T>,
+    dv1: Vec<T>,
+    d_state: Vec<T>,
+}
+
 impl<T: SketchElement> Job<'_, T> {
     /// The gradients of one k/v head (`entry` = batch · kv_heads + kv) and its group's query
-    /// heads: `[dq̂ of the group, dk̂, dv]`.
+    /// heads: `[dq̂ of the group, dk̂, dv]`. Blocks stream: features are recomputed per block,
+    /// never held for the whole sequence, and blocks run in parallel between two short scans
+    /// over per-block states (prefix states forward, state gradients backward).
     fn task(&self, entry: usize) -> [Vec<T>; 3] {
         let [heads, kv_heads, n, n_k, d, d_v] = self.shape;
-        let (group, m, dv1) = (heads / kv_heads, self.map.feature_dim(), d_v + 1);
+        let (group, m, dv1, bs) = (
+            heads / kv_heads,
+            self.map.feature_dim(),
+            d_v + 1,
+            self.block,
+        );
+        let causal = self.cfg.mask == Mask::Causal;
         let keys = &self.k[entry * n_k * d..(entry + 1) * n_k * d];
         let values = &self.v[entry * n_k * d_v..(entry + 1) * n_k * d_v];
-        let mut phi_k = vec![T::ZERO; n_k * m];
-        self.map.map_keys_into(keys, &mut phi_k);
-        let mut v1 = vec![T::ONE; n_k * dv1];
-        for (row, v) in v1.chunks_exact_mut(dv1).zip(values.chunks_exact(d_v)) {
-            row[..d_v].copy_from_slice(v);
-        }
-        let mut d_phi_k = vec![T::ZERO; n_k * m];
-        let mut d_v1 = vec![T::ZERO; n_k * dv1];
-        let mut d_keys = vec![T::ZERO; n_k * d];
-        let mut d_queries = vec![T::ZERO; group * n * d];
-        let mut phi_q = vec![T::ZERO; n * m];
-        let mut d_phi_q = vec![T::ZERO; n * m];
-        let mut d_y = vec![T::ZERO; n * dv1];
-        // The first query head of the group, in (batch · heads) order.
         let first = (entry / kv_heads) * heads + (entry % kv_heads) * group;
-        match self.cfg.mask {
-            Mask::Causal => {
-                let blocks = n.div_ceil(self.block);
-                // Prefix states: states[B] = Σ over the blocks before B of Φkᵀ [V | 1].
-                let mut states = vec![T::ZERO; (blocks + 1) * m * dv1];
-                for b in 0..blocks {
-                    let (s, e) = (b * self.block, ((b + 1) * self.block).min(n));
-                    let (done, next) = states.split_at_mut((b + 1) * m * dv1);
-                    let next = &mut next[..m * dv1];
-                    next.copy_from_slice(&done[b * m * dv1..]);
-                    gemm_add_atb(
-                        next,
-                        &phi_k[s * m..e * m],
-                        &v1[s * dv1..e * dv1],
-                        m,
-                        dv1,
-                        e - s,
-                    );
-                }
-                let mut d_states = vec![T::ZERO; blocks * m * dv1];
-                for g in 0..group {
-                    let bh = first + g;
-                    let queries = &self.q[bh * n * d..(bh + 1) * n * d];
-                    self.map.map_queries_into(queries, &mut phi_q);
-                    d_phi_q.fill(T::ZERO);
-                    for b in 0..blocks {
-                        let (s, e) = (b * self.block, ((b + 1) * self.block).min(n));
-                        let state = &states[b * m * dv1..(b + 1) * m * dv1];
-                        let local = self.local_weights(&phi_q, &phi_k, queries, keys, s, e);
-                        // Y = Φq S_B + L [V | 1], then dY from the output and its gradient.
-                        let rows = e - s;
-                        let y = &mut d_y[s * dv1..e * dv1];
-                        gemm_ab(y, &phi_q[s * m..e * m], state, rows, dv1, m);
-                        gemm_add_ab(y, &local, &v1[s * dv1..e * dv1], rows, dv1, rows);
-                        self.output_gradient(bh, s, y);
-                        let dy = &d_y[s * dv1..e * dv1];
-                        // dΦq_B = dY S_Bᵀ; the state's gradient Φq_Bᵀ dY goes to earlier keys.
-                        gemm_abt(&mut d_phi_q[s * m..e * m], dy, state, rows, m, dv1, T::ONE);
-                        gemm_add_atb(
-                            &mut d_states[b * m * dv1..(b + 1) * m * dv1],
-                            &phi_q[s * m..e * m],
-                            dy,
-                            m,
-                            dv1,
-                            rows,
-                        );
-                        // The local product: dL = tril(dY [V | 1]ᵀ), d[V | 1] += Lᵀ dY.
-                        let mut d_local = vec![T::ZERO; rows * rows];
-                        gemm_abt(
-                            &mut d_local,
-                            dy,
-                            &v1[s * dv1..e * dv1],
-                            rows,
-                            rows,
-                            dv1,
-                            T::ONE,
-                        );
-                        mask_upper(&mut d_local, rows);
-                        gemm_add_atb(&mut d_v1[s * dv1..e * dv1], &local, dy, rows, dv1, rows);
-                        let d_q = &mut d_queries[(g * n + s) * d..(g * n + e) * d];
-                        self.local_gradients(
-                            &mut d_local,
-                            [&phi_q[..], &phi_k[..], queries, keys],
-                            [&mut d_phi_q[..], &mut d_phi_k[..]],
-                            [d_q, &mut d_keys[s * d..e * d]],
-                            (s, e),
-                        );
-                    }
-                    self.map.backward_into(
-                        queries,
-                        &phi_q,
-                        &d_phi_q,
-                        &mut d_queries[g * n * d..(g + 1) * n * d],
-                    );
-                }
-                // Keys of block B receive the state gradients of every later block.
-                let mut later = vec![T::ZERO; m * dv1];
-                for b in (0..blocks).rev() {
-                    let (s, e) = (b * self.block, ((b + 1) * self.block).min(n));
-                    let rows = e - s;
-                    gemm_abt(
-                        &mut d_phi_q[..rows * m],
-                        &v1[s * dv1..e * dv1],
-                        &later,
-                        rows,
-                        m,
-                        dv1,
-                        T::ONE,
-                    );
-                    d_phi_k[s * m..e * m]
-                        .iter_mut()
-                        .zip(&d_phi_q[..rows * m])
-                        .for_each(|(a, &b)| *a += b);
-                    gemm_add_ab(
-                        &mut d_v1[s * dv1..e * dv1],
-                        &phi_k[s * m..e * m],
-                        &later,
-                        rows,
-                        dv1,
-                        m,
-                    );
-                    later
-                        .iter_mut()
-                        .zip(&d_states[b * m * dv1..(b + 1) * m * dv1])
-                        .for_each(|(a, &b)| *a += b);
-                }
+        let key_block = |b: usize| (b * bs, ((b + 1) * bs).min(n_k));
+        let key_features = |(s, e): (usize, usize)| {
+            let mut phi = vec![T::ZERO; (e - s) * m];
+            self.map.map_keys_into(&keys[s * d..e * d], &mut phi);
+            phi
+        };
+        let v1_rows = |(s, e): (usize, usize)| {
+            let mut v1 = vec![T::ONE; (e - s) * dv1];
+            for (row, v) in v1
+                .chunks_exact_mut(dv1)
+                .zip(values[s * d_v..e * d_v].chunks_exact(d_v))
+            {
+                row[..d_v].copy_from_slice(v);
             }
-            _ => {
+            v1
+        };
+        // Each key block's Φkᵀ [V | 1], summed in block order: prefix states (causal) or the total.
+        let key_blocks = n_k.div_ceil(bs);
+        let mut states: Vec<Vec<T>> = (0..key_blocks)
+            .into_par_iter()
+            .map(|b| {
+                let range = key_block(b);
                 let mut state = vec![T::ZERO; m * dv1];
-                gemm_add_atb(&mut state, &phi_k, &v1, m, dv1, n_k);
-                let mut d_state = vec![T::ZERO; m * dv1];
-                for g in 0..group {
-                    let bh = first + g;
-                    let queries = &self.q[bh * n * d..(bh + 1) * n * d];
-                    self.map.map_queries_into(queries, &mut phi_q);
-                    gemm_ab(&mut d_y, &phi_q, &state, n, dv1, m);
-                    self.output_gradient(bh, 0, &mut d_y);
-                    gemm_abt(&mut d_phi_q, &d_y, &state, n, m, dv1, T::ONE);
-                    gemm_add_atb(&mut d_state, &phi_q, &d_y, m, dv1, n);
-                    self.map.backward_into(
-                        queries,
-                        &phi_q,
-                        &d_phi_q,
-                        &mut d_queries[g * n * d..(g + 1) * n * d],
-                    );
-                }
-                gemm_abt(&mut d_phi_k, &v1, &d_state, n_k, m, dv1, T::ONE);
-                gemm_ab(&mut d_v1, &phi_k, &d_state, n_k, dv1, m);
+                gemm_add_atb(
+                    &mut state,
+                    &key_features(range),
+                    &v1_rows(range),
+                    m,
+                    dv1,
+                    range.1 - range.0,
+                );
+                state
+            })
+            .collect();
+        if causal {
+            // states[b] becomes the prefix before block b.
+            let mut running = vec![T::ZERO; m * dv1];
+            for state in &mut states {
+                std::mem::swap(state, &mut running);
+                running
+                    .iter_mut()
+                    .zip(state.iter())
+                    .for_each(|(r, &s)| *r += s);
+            }
+        } else {
+            let total = states.iter().fold(vec![T::ZERO; m * dv1], |mut acc, s| {
+                acc.iter_mut().zip(s).for_each(|(a, &b)| *a += b);
+                acc
+            });
+            states = vec![total];
+        }
+        // Every query block, in parallel: its dq rows, its local key gradients, its state's.
+        let query_blocks: Vec<BlockGradients<T>> = (0..n.div_ceil(bs))
+            .into_par_iter()
+            .map(|b| {
+                let (s, e) = (b * bs, ((b + 1) * bs).min(n));
+                let state = &states[if causal { b } else { 0 }];
+                self.query_block(first, group, (s, e), state, keys, values, causal)
+            })
+            .collect();
+        // State gradients reach the keys of every block the states summed: the later blocks'
+        // (causal, by a reverse scan) or all of them.
+        let mut reach: Vec<Vec<T>> = Vec::with_capacity(key_blocks);
+        let mut later = vec![T::ZERO; m * dv1];
+        if causal {
+            for block in query_blocks.iter().rev() {
+                reach.push(later.clone());
+                later
+                    .iter_mut()
+                    .zip(&block.d_state)
+                    .for_each(|(a, &b)| *a += b);
+            }
+            reach.reverse();
+        } else {
+            for block in &query_blocks {
+                later
+                    .iter_mut()
+                    .zip(&block.d_state)
+                    .for_each(|(a, &b)| *a += b);
             }
         }
-        self.map.backward_into(keys, &phi_k, &d_phi_k, &mut d_keys);
+        let key_parts: Vec<(Vec<T>, Vec<T>)> = (0..key_blocks)
+            .into_par_iter()
+            .map(|b| {
+                let (s, e) = key_block(b);
+                let rows = e - s;
+                let state_grad = if causal { &reach[b] } else { &later };
+                let (phi_k, v1) = (key_features((s, e)), v1_rows((s, e)));
+                let mut d_phi_k = vec![T::ZERO; rows * m];
+                gemm_abt(&mut d_phi_k, &v1, state_grad, rows, m, dv1, T::ONE);
+                let mut dv1 = vec![T::ZERO; rows * dv1];
+                gemm_ab(&mut dv1, &phi_k, state_grad, rows, d_v + 1, m);
+                let mut dk = vec![T::ZERO; rows * d];
+                self.map
+                    .backward_into(&keys[s * d..e * d], &phi_k, &d_phi_k, &mut dk);
+                (dk, dv1)
+            })
+            .collect();
+        let mut d_queries = vec![T::ZERO; group * n * d];
+        let mut d_keys = vec![T::ZERO; n_k * d];
+        let mut d_v1 = vec![T::ZERO; n_k * dv1];
+        for (b, part) in key_parts.into_iter().enumerate() {
+            let (s, e) = key_block(b);
+            d_keys[s * d..e * d].copy_from_slice(&part.0);
+            d_v1[s * dv1..e * dv1].copy_from_slice(&part.1);
+        }
+        for (b, block) in query_blocks.into_iter().enumerate() {
+            let (s, e) = (b * bs, ((b + 1) * bs).min(n));
+            for g in 0..group {
+                let rows = &block.dq[g * (e - s) * d..(g + 1) * (e - s) * d];
+                d_queries[(g * n + s) * d..(g * n + e) * d].copy_from_slice(rows);
+            }
+            if causal {
+                let add =
+                    |dst: &mut [T], src: &[T]| dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+                add(&mut d_keys[s * d..e * d], &block.dk);
+                add(&mut d_v1[s * dv1..e * dv1], &block.dv1);
+            }
+        }
         let d_values = d_v1
             .chunks_exact(dv1)
             .flat_map(|row| row[..d_v].iter().copied())
@@ -314,44 +308,97 @@ impl<T: SketchElement> Job<'_, T> {
         [d_queries, d_keys, d_values]
     }
 
-    /// The causal local weights of rows `s..e` against keys `s..e` (`rows × rows`, zero above the
-    /// diagonal): feature products, or exact `(q·k)^p` in the mixed variant.
-    fn local_weights(
+    /// Query rows `s..e` of the group's heads (from `first`) against `state` and, causal, the
+    /// block's own keys.
+    #[allow(clippy::too_many_arguments)]
+    fn query_block(
         &self,
-        phi_q: &[T],
-        phi_k: &[T],
-        queries: &[T],
+        first: usize,
+        group: usize,
+        (s, e): (usize, usize),
+        state: &[T],
         keys: &[T],
-        s: usize,
-        e: usize,
-    ) -> Vec<T> {
-        let (rows, m, d) = (e - s, self.map.feature_dim(), self.shape[4]);
+        values: &[T],
+        causal: bool,
+    ) -> BlockGradients<T> {
+        let [_, _, n, _, d, d_v] = self.shape;
+        let (m, dv1, rows) = (self.map.feature_dim(), d_v + 1, e - s);
+        // Causal blocks also need their own keys' features and values (the local product).
+        let (mut phi_k, mut v1) = (Vec::new(), Vec::new());
+        if causal {
+            phi_k = vec![T::ZERO; rows * m];
+            self.map.map_keys_into(&keys[s * d..e * d], &mut phi_k);
+            v1 = vec![T::ONE; rows * dv1];
+            for (row, v) in v1
+                .chunks_exact_mut(dv1)
+                .zip(values[s * d_v..e * d_v].chunks_exact(d_v))
+            {
+                row[..d_v].copy_from_slice(v);
+            }
+        }
+        let mut out = BlockGradients {
+            dq: vec![T::ZERO; group * rows * d],
+            dk: vec![T::ZERO; if causal { rows * d } else { 0 }],
+            dv1: vec![T::ZERO; if causal { rows * dv1 } else { 0 }],
+            d_state: vec![T::ZERO; m * dv1],
+        };
+        let mut phi_q = vec![T::ZERO; rows * m];
+        let mut d_phi_q = vec![T::ZERO; rows * m];
+        let mut d_phi_k = vec![T::ZERO; if causal { rows * m } else { 0 }];
+        let mut y = vec![T::ZERO; rows * dv1];
+        for g in 0..group {
+            let bh = first + g;
+            let queries = &self.q[(bh * n + s) * d..(bh * n + e) * d];
+            self.map.map_queries_into(queries, &mut phi_q);
+            // Y = Φq S (+ L [V | 1]), then dY from the output and its gradient.
+            gemm_ab(&mut y, &phi_q, state, rows, dv1, m);
+            let local =
+                causal.then(|| self.local_weights(&phi_q, &phi_k, queries, &keys[s * d..e * d]));
+            if let Some(local) = &local {
+                gemm_add_ab(&mut y, local, &v1, rows, dv1, rows);
+            }
+            self.output_gradient(bh, s, &mut y);
+            // dΦq = dY Sᵀ; the state's gradient Φqᵀ dY goes to the keys the state summed.
+            gemm_abt(&mut d_phi_q, &y, state, rows, m, dv1, T::ONE);
+            gemm_add_atb(&mut out.d_state, &phi_q, &y, m, dv1, rows);
+            let dq = &mut out.dq[g * rows * d..(g + 1) * rows * d];
+            if let Some(local) = &local {
+                // The local product: dL = tril(dY [V | 1]ᵀ), d[V | 1] += Lᵀ dY.
+                let mut d_local = vec![T::ZERO; rows * rows];
+                gemm_abt(&mut d_local, &y, &v1, rows, rows, dv1, T::ONE);
+                mask_upper(&mut d_local, rows);
+                gemm_add_atb(&mut out.dv1, local, &y, rows, dv1, rows);
+                self.local_gradients(
+                    &mut d_local,
+                    [&phi_q, &phi_k, queries, &keys[s * d..e * d]],
+                    [&mut d_phi_q, &mut d_phi_k],
+                    [&mut *dq, &mut out.dk],
+                );
+            }
+            self.map.backward_into(queries, &phi_q, &d_phi_q, dq);
+        }
+        if causal {
+            self.map
+                .backward_into(&keys[s * d..e * d], &phi_k, &d_phi_k, &mut out.dk);
+        }
+        out
+    }
+
+    /// The causal local weights of a block (`rows × rows`, zero above the diagonal): feature
+    /// products, or exact `(q·k)^p` in the mixed variant.
+    fn local_weights(&self, phi_q: &[T], phi_k: &[T], queries: &[T], keys: &[T]) -> Vec<T> {
+        let (m, d) = (self.map.feature_dim(), self.shape[4]);
+        let rows = queries.len() / d;
         let mut local = vec![T::ZERO; rows * rows];
         if self.cfg.local_exact {
-            gemm_abt(
-                &mut local,
-                &queries[s * d..e * d],
-                &keys[s * d..e * d],
-                rows,
-                rows,
-                d,
-                T::ONE,
-            );
+            gemm_abt(&mut local, queries, keys, rows, rows, d, T::ONE);
             let degree = self
                 .map
                 .polynomial_degree()
                 .expect("validated: a polynomial map");
             local.iter_mut().for_each(|w| *w = powi(*w, degree));
         } else {
-            gemm_abt(
-                &mut local,
-                &phi_q[s * m..e * m],
-                &phi_k[s * m..e * m],
-                rows,
-                rows,
-                m,
-                T::ONE,
-            );
+            gemm_abt(&mut local, phi_q, phi_k, rows, rows, m, T::ONE);
         }
         mask_upper(&mut local, rows);
         local
@@ -366,47 +413,25 @@ impl<T: SketchElement> Job<'_, T> {
         [phi_q, phi_k, queries, keys]: [&[T]; 4],
         [d_phi_q, d_phi_k]: [&mut [T]; 2],
         [d_q, d_k]: [&mut [T]; 2],
-        (s, e): (usize, usize),
     ) {
-        let (rows, m, d) = (e - s, self.map.feature_dim(), self.shape[4]);
+        let (m, d) = (self.map.feature_dim(), self.shape[4]);
+        let rows = queries.len() / d;
         if self.cfg.local_exact {
             let degree = self
                 .map
                 .polynomial_degree()
                 .expect("validated: a polynomial map");
             let mut dots = vec![T::ZERO; rows * rows];
-            gemm_abt(
-                &mut dots,
-                &queries[s * d..e * d],
-                &keys[s * d..e * d],
-                rows,
-                rows,
-                d,
-                T::ONE,
-            );
+            gemm_abt(&mut dots, queries, keys, rows, rows, d, T::ONE);
             let p = T::from_f64(f64::from(degree));
             for (g, &x) in d_local.iter_mut().zip(&dots) {
                 *g *= p * powi(x, degree - 1);
             }
-            gemm_add_ab(d_q, d_local, &keys[s * d..e * d], rows, d, rows);
-            gemm_add_atb(d_k, d_local, &queries[s * d..e * d], rows, d, rows);
+            gemm_add_ab(d_q, d_local, keys, rows, d, rows);
+            gemm_add_atb(d_k, d_local, queries, rows, d, rows);
         } else {
-            gemm_add_ab(
-                &mut d_phi_q[s * m..e * m],
-                d_local,
-                &phi_k[s * m..e * m],
-                rows,
-                m,
-                rows,
-            );
-            gemm_add_atb(
-                &mut d_phi_k[s * m..e * m],
-                d_local,
-                &phi_q[s * m..e * m],
-                rows,
-                m,
-                rows,
-            );
+            gemm_add_ab(d_phi_q, d_local, phi_k, rows, m, rows);
+            gemm_add_atb(d_phi_k, d_local, phi_q, rows, m, rows);
         }
     }
 

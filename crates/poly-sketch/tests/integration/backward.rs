@@ -206,3 +206,22 @@ fn gradients_do_not_depend_on_threads_and_tensorsketch_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn non_causal_gradients_with_more_keys_than_queries() {
+    let map = ExactDegree2::new(3).unwrap();
+    let x = [
+        tensor(9, [1, 2, 5, 3], 0.1),
+        tensor(10, [1, 2, 9, 3], 0.1),
+        tensor(11, [1, 2, 9, 4], -1.0),
+    ];
+    let g = tensor(12, [1, 2, 5, 4], -1.0);
+    let cfg = LinearAttentionConfig::default().with_block(2);
+    let (_, grads) =
+        linear_attention_backward(x[0].view(), x[1].view(), x[2].view(), g.view(), &map, &cfg)
+            .unwrap();
+    for (which, analytic) in [&grads.dq, &grads.dk, &grads.dv].into_iter().enumerate() {
+        let err = gap(analytic.as_slice(), &numeric(&x, &g, &map, &cfg, which));
+        assert!(err <= 1e-6, "d{}: {err:e}", ["q", "k", "v"][which]);
+    }
+}
