@@ -254,11 +254,11 @@ def linear_attention_backward(
     """Gradients of linear attention: ``(dq, dk, dv)`` of
     ``L = sum(grad_out * linear_attention(q, k, v, ...))`` for the same keywords (not
     ``seq_lens``), through the block-causal scan and the feature map, so q and k train through
-    the sketch. Every map but ``TensorSketch`` has a backward.
+    the sketch (every feature map has a backward).
 
     Raises:
         ValueError: as :func:`linear_attention`, plus a ``grad_out`` whose shape is not the
-            output's, a map without a backward, a gradient that overflows.
+            output's, a gradient that overflows.
     """
     return _polyattn.linear_attention_backward(
         _as_array(q, "q"),

@@ -134,6 +134,67 @@ impl<T: Element> FeatureMap<T> for TensorSketch<T> {
     fn polynomial_degree(&self) -> Option<u32> {
         Some(self.degree)
     }
+    fn backward_into(&self, x: &[T], _features: &[T], grad: &[T], grad_x: &mut [T]) -> bool {
+        // φ = c₁ ⊛ … ⊛ c_p with c_i = C_i x. The adjoint of convolving c_i with u = ⊛_{j≠i} c_j
+        // is correlating with u: DFT(dc_i) = conj(Π_{j≠i} F_j) · DFT(g), then dx = Σ_i C_iᵀ dc_i.
+        let n = self.size;
+        let p = self.sketches.len();
+        let bins = n / 2 + 1;
+        let mut row = vec![0.0; self.d];
+        let mut bucket = vec![0.0; n];
+        let mut spectra = vec![vec![Complex::default(); bins]; p];
+        let mut g_spectrum = vec![Complex::default(); bins];
+        let mut product = vec![Complex::default(); bins];
+        let mut scratch = vec![Complex::default(); self.forward.get_scratch_len()];
+        let mut inverse_scratch = vec![Complex::default(); self.inverse.get_scratch_len()];
+        for ((x, g), dx) in x
+            .chunks_exact(self.d)
+            .zip(grad.chunks_exact(n))
+            .zip(grad_x.chunks_exact_mut(self.d))
+        {
+            row.iter_mut().zip(x).for_each(|(r, x)| *r = x.to_f64());
+            if p == 1 {
+                let sketch = &self.sketches[0];
+                for ((dx, &h), &s) in dx.iter_mut().zip(&sketch.hash).zip(&sketch.sign) {
+                    *dx += T::from_f64(s * g[h].to_f64());
+                }
+                continue;
+            }
+            for (sketch, spectrum) in self.sketches.iter().zip(&mut spectra) {
+                sketch.apply(&row, &mut bucket);
+                self.forward
+                    .process_with_scratch(&mut bucket, spectrum, &mut scratch)
+                    .expect("buffer lengths match the plan");
+            }
+            bucket.iter_mut().zip(g).for_each(|(b, g)| *b = g.to_f64());
+            self.forward
+                .process_with_scratch(&mut bucket, &mut g_spectrum, &mut scratch)
+                .expect("buffer lengths match the plan");
+            for (i, sketch) in self.sketches.iter().enumerate() {
+                product.copy_from_slice(&g_spectrum);
+                for (j, spectrum) in spectra.iter().enumerate() {
+                    if j != i {
+                        product
+                            .iter_mut()
+                            .zip(spectrum)
+                            .for_each(|(a, s)| *a *= s.conj());
+                    }
+                }
+                product[0].im = 0.0;
+                if n.is_multiple_of(2) {
+                    product[n / 2].im = 0.0;
+                }
+                self.inverse
+                    .process_with_scratch(&mut product, &mut bucket, &mut inverse_scratch)
+                    .expect("buffer lengths match the plan");
+                let unscale = 1.0 / n as f64;
+                for ((dx, &h), &s) in dx.iter_mut().zip(&sketch.hash).zip(&sketch.sign) {
+                    *dx += T::from_f64(s * bucket[h] * unscale);
+                }
+            }
+        }
+        true
+    }
     /// `p` CountSketches (`2d`), `p` forward and one inverse real FFT (`≈ 2.5·D·log₂D` each) and
     /// `p − 1` spectrum products (`6` per bin).
     fn flops_per_row(&self) -> f64 {

@@ -30,8 +30,8 @@ use rayon::prelude::*;
 ///
 /// # Errors
 /// As [`linear_attention`] (the forward runs first, with its checks); a `grad_out` whose shape is
-/// not the output's or that holds non-finite values; a map without a backward (TensorSketch); a
-/// gradient that overflows.
+/// not the output's or that holds non-finite values; a map without a backward (a caller's own
+/// map that does not implement [`FeatureMap::backward_into`]); a gradient that overflows.
 pub fn linear_attention_backward<T: SketchElement>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
@@ -44,9 +44,8 @@ pub fn linear_attention_backward<T: SketchElement>(
     if !map.backward_into(&[], &[], &[], &mut []) {
         return Err(Error::InvalidParameter {
             name: "feature map",
-            value: "a map without a backward (TensorSketch)".into(),
-            expected: "a differentiable map: PolySketch, self-tensored, Random Maclaurin, exact \
-                       degree 2 or FAVOR+",
+            value: "a map without a backward".into(),
+            expected: "a differentiable map (every map of this crate is)",
         });
     }
     let shape = output.shape();

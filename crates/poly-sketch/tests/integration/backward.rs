@@ -1,8 +1,8 @@
 //! Gradients of linear attention against central finite differences of the forward (f64), for
 //! every differentiable map, non-causal, block-causal and mixed, every normalization, grouped
-//! heads, LayerNorm and scale; bit-identical across thread counts; TensorSketch is refused.
+//! heads, LayerNorm and scale; bit-identical across thread counts.
 
-use poly_core::{Error, Mask, Normalization, Tensor, Threads};
+use poly_core::{Mask, Normalization, Tensor, Threads};
 use poly_sketch::{
     ExactDegree2, Favor, FeatureMap, LinearAttentionConfig, PolySketch, RandomMaclaurin,
     SelfTensoredSketch, SketchScale, TensorSketch, linear_attention, linear_attention_backward,
@@ -101,6 +101,16 @@ fn gradients_equal_finite_differences_for_every_differentiable_map() {
             Box::new(Favor::new(d, 6, 5).unwrap()),
             vec![Normalization::Sum],
         ),
+        (
+            "tensorsketch p=3",
+            Box::new(TensorSketch::new(d, 3, 8, 6).unwrap()),
+            vec![Normalization::None, Normalization::OnePlusSum(5.0)],
+        ),
+        (
+            "tensorsketch p=2 odd size",
+            Box::new(TensorSketch::new(d, 2, 7, 7).unwrap()),
+            vec![Normalization::None],
+        ),
     ];
     // Two query heads on one k/v head; 7 tokens in blocks of 3 (a partial last block).
     let q = tensor(1, [1, 2, 7, d], 0.1);
@@ -161,7 +171,7 @@ fn gradients_equal_finite_differences_for_every_differentiable_map() {
 }
 
 #[test]
-fn gradients_do_not_depend_on_threads_and_tensorsketch_is_refused() {
+fn gradients_do_not_depend_on_threads() {
     let map = SelfTensoredSketch::<f32>::new(8, 4, 8, 1, SketchScale::Unbiased).unwrap();
     let q = tensor(5, [2, 4, 300, 8], 0.1).map(|&x| x as f32);
     let k = tensor(6, [2, 2, 300, 8], 0.1).map(|&x| x as f32);
@@ -185,26 +195,6 @@ fn gradients_do_not_depend_on_threads_and_tensorsketch_is_refused() {
         let bits = |t: &Tensor<f32>| t.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(a), bits(b));
     }
-    let sketch = TensorSketch::<f32>::new(8, 2, 16, 1).unwrap();
-    let err = linear_attention_backward(
-        q.view(),
-        k.view(),
-        v.view(),
-        g.view(),
-        &sketch,
-        &cfg.with_normalization(Normalization::None),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidParameter {
-                name: "feature map",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
 }
 
 #[test]
