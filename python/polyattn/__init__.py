@@ -155,9 +155,11 @@ def attention_backward(
     layernorm: bool = False,
     threads: Optional[int] = None,
     window: Optional[int] = None,
+    seq_lens: Optional[Sequence[int]] = None,
+    key_lens: Optional[Sequence[int]] = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of exact attention: ``(dq, dk, dv)`` of ``L = sum(grad_out * attention(q, k, v))``
-    for the same keywords as :func:`attention` (not ``seq_lens``/``key_lens``).
+    for the same keywords as :func:`attention` (padding rows and padded keys get 0).
 
     Flash-style: the forward is recomputed with two statistics per row and the backward
     recomputes score tiles, so memory stays O(n); the same overflow-proof scaling as the forward
@@ -182,6 +184,8 @@ def attention_backward(
         layernorm=layernorm,
         threads=threads,
         window=window,
+        seq_lens=None if seq_lens is None else [int(n) for n in seq_lens],
+        key_lens=None if key_lens is None else [int(n) for n in key_lens],
     )
 
 

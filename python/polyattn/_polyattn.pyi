@@ -19,7 +19,10 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, grad_out: np
                        norm: str = "sum", norm_bias: Optional[float] = None,
                        scale: Optional[float] = None, layernorm: bool = False,
                        threads: Optional[int] = None,
-                       window: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+                       window: Optional[int] = None,
+                       seq_lens: Optional[list[int]] = None,
+                       key_lens: Optional[list[int]] = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 def linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, feature_map: FeatureMap,
                      causal: bool = False, block: int = 256, local_exact: bool = False,

@@ -2,7 +2,7 @@
 
 ``polyattn.torch.attention(q, k, v, **keywords)`` and ``polyattn.torch.linear_attention(q, k, v,
 feature_map=..., **keywords)`` take CPU tensors (float32/float64, rank 2–4) and the keywords of
-:func:`polyattn.attention` / :func:`polyattn.linear_attention` (not ``seq_lens``/``key_lens``),
+:func:`polyattn.attention` / :func:`polyattn.linear_attention` (linear: not ``seq_lens``),
 return tensors, and backpropagate through :func:`polyattn.attention_backward` /
 :func:`polyattn.linear_attention_backward`. The backward recomputes the forward (one extra pass)
 rather than holding state between the calls.
@@ -51,15 +51,13 @@ class _Attention(torch.autograd.Function):
 
 
 def _one_sequence(options: dict) -> None:
-    for bad in ("seq_lens", "key_lens"):
-        if bad in options:
-            raise ValueError(f"{bad} is not supported with gradients yet: pass one sequence")
+    if "seq_lens" in options:
+        raise ValueError("seq_lens is not supported by linear_attention's gradients yet")
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: Any) -> torch.Tensor:
     """Exact polynomial or softmax attention with gradients for q, k and v (see
     :func:`polyattn.attention` for the keywords)."""
-    _one_sequence(options)
     return _Attention.apply(q, k, v, (_attention, _attention_backward), options)
 
 

@@ -59,6 +59,19 @@ fn packed(seq_lens: Option<Vec<usize>>) -> PyResult<Option<Sequences>> {
         .map_err(to_py)
 }
 
+/// `seq_lens` as packed sequences, after checking that at most one layout is given.
+pub(crate) fn layout_of(
+    seq_lens: Option<Vec<usize>>,
+    key_lens: &Option<Vec<usize>>,
+) -> PyResult<Option<Sequences>> {
+    if seq_lens.is_some() && key_lens.is_some() {
+        return Err(value_error(
+            "seq_lens (packed sequences) and key_lens (a padded batch) are two layouts: pass one",
+        ));
+    }
+    packed(seq_lens)
+}
+
 /// The rank the output keeps: q's.
 fn query_rank(q: &Bound<'_, PyAny>) -> PyResult<usize> {
     q.getattr("ndim")?.extract()
@@ -118,12 +131,7 @@ pub fn attention<'py>(
     seq_lens: Option<Vec<usize>>,
     key_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if seq_lens.is_some() && key_lens.is_some() {
-        return Err(value_error(
-            "seq_lens (packed sequences) and key_lens (a padded batch) are two layouts: pass one",
-        ));
-    }
-    let sequences = packed(seq_lens)?;
+    let sequences = layout_of(seq_lens, &key_lens)?;
     let cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads, window,
     )?;

@@ -1,11 +1,11 @@
 //! `attention_backward` and `linear_attention_backward`: gradients on numpy arrays.
 
 use crate::arrays::{Triple, output, tensor, typed};
-use crate::attention::{exact_config, linear_config};
+use crate::attention::{exact_config, layout_of, linear_config};
 use crate::errors::to_py;
 use crate::maps::PyFeatureMap;
 use numpy::PyReadonlyArrayDyn;
-use poly_core::{AttentionConfig, AttentionGradients, Element, TensorName};
+use poly_core::{AttentionConfig, AttentionGradients, Element, Layout, TensorName};
 use poly_sketch::{FeatureMap, LinearAttentionConfig, SketchElement};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -14,10 +14,25 @@ fn rank(x: &Bound<'_, PyAny>) -> PyResult<usize> {
     x.getattr("ndim")?.extract()
 }
 
-/// What a backward runs: the exact engine or the linear one with its map.
+/// What a backward runs: the exact engine (with its layout) or the linear one with its map.
 enum Engine<'a, T: Element> {
-    Exact(&'a AttentionConfig),
+    Exact(&'a AttentionConfig, Layout<'a>),
     Linear(&'a dyn FeatureMap<T>, &'a LinearAttentionConfig),
+}
+
+/// The exact forward then backward in one layout.
+fn exact_gradients<T: Element>(
+    [q, k, v, g]: [poly_core::TensorRef<'_, T>; 4],
+    cfg: &AttentionConfig,
+    layout: Layout<'_>,
+) -> poly_core::Result<(poly_core::Tensor<T>, AttentionGradients<T>)> {
+    let forward = match layout {
+        Layout::Packed(s) => poly_core::attention_forward_packed(q, k, v, cfg, s)?,
+        Layout::KeyPadded(l) => poly_core::attention_forward_padded(q, k, v, cfg, l)?,
+        _ => poly_core::attention_forward(q, k, v, cfg)?,
+    };
+    let grads = poly_core::attention_backward(q, k, v, &forward, g)?;
+    Ok((forward.into_output(), grads))
 }
 
 fn run<'py, T: SketchElement + numpy::Element>(
@@ -36,7 +51,7 @@ fn run<'py, T: SketchElement + numpy::Element>(
     let gt = tensor(&g, TensorName::Output)?;
     let grads: AttentionGradients<T> = py
         .detach(|| match engine {
-            Engine::Exact(cfg) => poly_core::attention_gradients(qt, kt, vt, gt, cfg),
+            Engine::Exact(cfg, layout) => exact_gradients([qt, kt, vt, gt], cfg, layout),
             Engine::Linear(map, cfg) => {
                 poly_sketch::linear_attention_backward(qt, kt, vt, gt, map, cfg)
             }
@@ -55,7 +70,7 @@ fn run<'py, T: SketchElement + numpy::Element>(
 
 /// The gradients of exact attention (see `polyattn.attention_backward`).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, grad_out, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None))]
+#[pyo3(signature = (q, k, v, grad_out, *, kernel="poly", degree=None, causal=false, norm="sum", norm_bias=None, scale=None, layernorm=false, threads=None, window=None, seq_lens=None, key_lens=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<'py>(
     py: Python<'py>,
@@ -72,14 +87,22 @@ pub fn attention_backward<'py>(
     layernorm: bool,
     threads: Option<usize>,
     window: Option<usize>,
+    seq_lens: Option<Vec<usize>>,
+    key_lens: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads, window,
     )?;
+    let sequences = layout_of(seq_lens, &key_lens)?;
+    let layout = match (&sequences, &key_lens) {
+        (Some(s), _) => Layout::Packed(s),
+        (None, Some(l)) => Layout::KeyPadded(l),
+        (None, None) => Layout::Dense,
+    };
     let ranks = [rank(q)?, rank(k)?, rank(v)?];
     match Triple::extract(q, k, v)? {
-        Triple::F32(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg), ranks),
-        Triple::F64(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg), ranks),
+        Triple::F32(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg, layout), ranks),
+        Triple::F64(arrays) => run(py, &arrays, grad_out, Engine::Exact(&cfg, layout), ranks),
     }
 }
 

@@ -72,8 +72,29 @@ def test_bad_gradients_raise_value_errors():
     bad[1, 2, 3] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         polyattn.attention_backward(q, k, v, bad)
-    with pytest.raises(TypeError):
-        polyattn.attention_backward(q, k, v, q, seq_lens=[5])
+    with pytest.raises(ValueError, match="two layouts"):
+        polyattn.attention_backward(q, k, v, q, seq_lens=[5], key_lens=[5])
+
+
+def test_packed_and_padded_gradients():
+    lengths = [2, 9, 5]
+    n = sum(lengths)
+    q, k, v, g = (draw(s, (2, n, 4), low=0.1) for s in range(4))
+    dq, dk, dv = polyattn.attention_backward(q, k, v, g, causal=True, seq_lens=lengths)
+    start = 0
+    for length in lengths:
+        rows = slice(start, start + length)
+        alone = polyattn.attention_backward(q[:, rows], k[:, rows], v[:, rows], g[:, rows],
+                                            causal=True)
+        for mine, theirs in zip((dq, dk, dv), alone):
+            np.testing.assert_allclose(mine[:, rows], theirs, rtol=1e-9, atol=1e-12)
+        start += length
+    qb, kb, vb, gb = (x[None] for x in (q, k, v, g))
+    pq, pk, pv = polyattn.attention_backward(qb, kb, vb, gb, key_lens=[10])
+    np.testing.assert_array_equal(pq[0, :, 10:], 0.0)
+    np.testing.assert_array_equal(pk[0, :, 10:], 0.0)
+    cut = polyattn.attention_backward(q[:, :10], k[:, :10], v[:, :10], g[:, :10])
+    np.testing.assert_allclose(pv[0, :, :10], cut[2], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("kw", [

@@ -21,7 +21,7 @@ use crate::gemm::{gemm_abt, gemm_add_ab, gemm_add_atb};
 use crate::kernels::{exp_in_place, first_non_finite, power_in_place};
 use crate::layernorm::{layernorm_backward, layernorm_rows};
 use crate::resources::check_elements;
-use crate::sequences::{Layout, Visibility};
+use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
@@ -42,6 +42,25 @@ pub struct AttentionForward<T> {
     stats: Vec<RowStat>,
     dims: Dims,
     cfg: AttentionConfig,
+    layout: OwnedLayout,
+}
+
+/// The forward's sequence layout, kept for its backward.
+#[derive(Clone, Debug)]
+enum OwnedLayout {
+    Dense,
+    Packed(Sequences),
+    KeyPadded(Vec<usize>),
+}
+
+impl OwnedLayout {
+    fn layout(&self) -> Layout<'_> {
+        match self {
+            OwnedLayout::Dense => Layout::Dense,
+            OwnedLayout::Packed(s) => Layout::Packed(s),
+            OwnedLayout::KeyPadded(l) => Layout::KeyPadded(l),
+        }
+    }
 }
 
 impl<T> AttentionForward<T> {
@@ -77,7 +96,47 @@ pub fn attention_forward<T: Element>(
     v: TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<AttentionForward<T>> {
+    forward_with_layout(q, k, v, cfg, OwnedLayout::Dense)
+}
+
+/// [`attention_forward`] over packed sequences (see [`crate::attention_packed`]).
+///
+/// # Errors
+/// As [`crate::attention_packed`].
+pub fn attention_forward_packed<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    sequences: &Sequences,
+) -> Result<AttentionForward<T>> {
+    forward_with_layout(q, k, v, cfg, OwnedLayout::Packed(sequences.clone()))
+}
+
+/// [`attention_forward`] over a right-padded batch (see [`crate::attention_padded`]): padding
+/// query rows and padded keys get zero gradients.
+///
+/// # Errors
+/// As [`crate::attention_padded`].
+pub fn attention_forward_padded<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    key_lengths: &[usize],
+) -> Result<AttentionForward<T>> {
+    forward_with_layout(q, k, v, cfg, OwnedLayout::KeyPadded(key_lengths.to_vec()))
+}
+
+fn forward_with_layout<T: Element>(
+    q: TensorRef<'_, T>,
+    k: TensorRef<'_, T>,
+    v: TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    layout: OwnedLayout,
+) -> Result<AttentionForward<T>> {
     let dims = check_inputs(&q, &k, &v, cfg)?;
+    layout.layout().check(&dims)?;
     check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     check_elements(
         "row statistics",
@@ -86,7 +145,7 @@ pub fn attention_forward<T: Element>(
     )?;
     let mut output = Tensor::zeros(dims.output_shape())?;
     let mut stats = vec![RowStat::default(); dims.batch_heads() * dims.n_q];
-    let visibility = visibility(cfg);
+    let visibility = visibility(cfg, layout.layout());
     run_with_threads(cfg.threads, || {
         attend_validated(
             q,
@@ -104,14 +163,15 @@ pub fn attention_forward<T: Element>(
         stats,
         dims,
         cfg: *cfg,
+        layout,
     })
 }
 
-fn visibility(cfg: &AttentionConfig) -> Visibility<'static> {
+fn visibility<'a>(cfg: &AttentionConfig, layout: Layout<'a>) -> Visibility<'a> {
     Visibility {
         mask: cfg.mask,
         window: cfg.window,
-        layout: Layout::Dense,
+        layout,
     }
 }
 
@@ -183,6 +243,7 @@ pub fn attention_backward<T: Element>(
         deltas: &deltas(forward, grad_out.as_slice()),
         stats: &forward.stats,
         cfg,
+        visibility: visibility(cfg, forward.layout.layout()),
         dims,
         scale: T::from_f64(cfg.effective_scale(dims.d)),
     };
@@ -276,6 +337,7 @@ struct Backward<'a, T> {
     deltas: &'a [T],
     stats: &'a [RowStat],
     cfg: &'a AttentionConfig,
+    visibility: Visibility<'a>,
     dims: Dims,
     scale: T,
 }
@@ -294,7 +356,7 @@ impl<T: Element> Backward<'_, T> {
             ..
         } = self.dims;
         let group = heads / kv_heads;
-        let vis = visibility(self.cfg);
+        let vis = self.visibility;
         let mut dq = vec![T::ZERO; group * n_q * d];
         let mut tiles = Vec::new();
         let tile = BACKWARD_QUERY_TILE.min(n_q) * BACKWARD_KEY_TILE.min(n_k);

@@ -388,3 +388,87 @@ fn bad_gradients_and_rejected_rows_are_errors() {
         "{err:?}"
     );
 }
+
+/// Gradients of packed sequences are each sequence's own; a padded batch's valid rows are the
+/// cut entry's, and padding gets zero gradients.
+#[test]
+fn packed_and_padded_gradients_are_those_of_the_pieces() {
+    use poly_core::{Sequences, attention_forward_packed, attention_forward_padded};
+    let mut r = rng(85);
+    let lengths = [1, 63, 70];
+    let n: usize = lengths.iter().sum();
+    let draw = |r: &mut _, heads, width, data| random_tensor::<f64>(r, [1, heads, n, width], data);
+    let (q, k, v, g) = (
+        draw(&mut r, 2, 6, Data::Positive),
+        draw(&mut r, 1, 6, Data::Positive),
+        draw(&mut r, 1, 4, Data::Signed),
+        draw(&mut r, 2, 4, Data::Signed),
+    );
+    let rows = |x: &Tensor<f64>, range: std::ops::Range<usize>| x.view().rows(range).unwrap();
+    let close = |a: &[f64], b: &[f64]| {
+        // A floor for pieces whose exact gradient is 0 (one key under Sum): rounding remains.
+        let scale = b.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-10 * scale)
+    };
+    for cfg in [
+        AttentionConfig::polynomial(4)
+            .with_mask(Mask::Causal)
+            .with_window(20),
+        AttentionConfig::softmax(),
+    ] {
+        let sequences = Sequences::from_lengths(&lengths).unwrap();
+        let forward =
+            attention_forward_packed(q.view(), k.view(), v.view(), &cfg, &sequences).unwrap();
+        let grads = attention_backward(q.view(), k.view(), v.view(), &forward, g.view()).unwrap();
+        let mut start = 0;
+        for len in lengths {
+            let range = start..start + len;
+            let (_, alone) = attention_gradients(
+                rows(&q, range.clone()).view(),
+                rows(&k, range.clone()).view(),
+                rows(&v, range.clone()).view(),
+                rows(&g, range.clone()).view(),
+                &cfg,
+            )
+            .unwrap();
+            for (mine, theirs) in [
+                (&grads.dq, &alone.dq),
+                (&grads.dk, &alone.dk),
+                (&grads.dv, &alone.dv),
+            ] {
+                assert!(
+                    close(rows(mine, range.clone()).as_slice(), theirs.as_slice()),
+                    "{cfg:?} at {start}"
+                );
+            }
+            start += len;
+        }
+        // One entry padded to n with 90 valid keys.
+        let valid = 90;
+        let forward =
+            attention_forward_padded(q.view(), k.view(), v.view(), &cfg, &[valid]).unwrap();
+        let grads = attention_backward(q.view(), k.view(), v.view(), &forward, g.view()).unwrap();
+        let (_, cut) = attention_gradients(
+            rows(&q, 0..valid).view(),
+            rows(&k, 0..valid).view(),
+            rows(&v, 0..valid).view(),
+            rows(&g, 0..valid).view(),
+            &cfg,
+        )
+        .unwrap();
+        for (mine, theirs) in [
+            (&grads.dq, &cut.dq),
+            (&grads.dk, &cut.dk),
+            (&grads.dv, &cut.dv),
+        ] {
+            assert!(
+                close(rows(mine, 0..valid).as_slice(), theirs.as_slice()),
+                "{cfg:?} padded"
+            );
+            assert!(
+                rows(mine, valid..n).as_slice().iter().all(|&x| x == 0.0),
+                "{cfg:?} padding"
+            );
+        }
+    }
+}
