@@ -1,7 +1,7 @@
 //! # poly-data: tensors in and out of files
 //!
-//! Reads attention inputs from `.npy` (float32/float64, C or Fortran order) and `.safetensors`
-//! files, converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
+//! Reads attention inputs from `.npy` (float16/float32/float64, C or Fortran order) and
+//! `.safetensors` (F16, BF16, F32, F64) files (half precision widened to f32: [`half`]), converts them to poly-core's `[batch, heads, seq, dim]` tensors, and writes results as
 //! `.npy`. Every failure names the file and what is wrong with it. [`synthetic`] makes seeded
 //! test inputs; [`datasets`] generates the two dataset constructions of the Song–Xu–Yin
 //! experiment (the experiment itself, network to report, is the poly-reproduce crate).
@@ -9,6 +9,7 @@
 mod atomic;
 pub mod datasets;
 mod error;
+pub mod half;
 mod loaded;
 mod npy;
 mod npy_header;

@@ -70,8 +70,8 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
     file.read_exact(&mut text).map_err(io)?;
     let header = npy_header::parse(&text, prefix).map_err(|r| invalid_npy(path, r))?;
     let (little_endian, width) = match header.descr.as_bytes() {
-        [b'<' | b'=', b'f', w @ (b'4' | b'8')] => (true, (w - b'0') as usize),
-        [b'>', b'f', w @ (b'4' | b'8')] => (false, (w - b'0') as usize),
+        [b'<' | b'=', b'f', w @ (b'2' | b'4' | b'8')] => (true, (w - b'0') as usize),
+        [b'>', b'f', w @ (b'2' | b'4' | b'8')] => (false, (w - b'0') as usize),
         _ => {
             return Err(DataError::UnsupportedDType {
                 path: path.to_owned(),
@@ -99,7 +99,8 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
             ),
         ));
     }
-    poly_core::check_allocation("tensor data", count, width)
+    // Half precision is widened to f32: four bytes per element in memory.
+    poly_core::check_allocation("tensor data", count, width.max(4))
         .map_err(|e| resource_error(path, e))?;
     let mut raw = vec![0u8; bytes as usize];
     file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
@@ -109,7 +110,11 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
     } else {
         Order::C
     };
-    let data = if width == 4 {
+    let data = if width == 2 {
+        // float16 is widened to f32, the precision the engines compute in.
+        let values = crate::half::widen(&raw, crate::half::Half::F16, little_endian);
+        TensorData::F32(reorder(values, &header.shape, order))
+    } else if width == 4 {
         let decode = if little_endian {
             f32::from_le_bytes
         } else {

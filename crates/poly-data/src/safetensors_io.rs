@@ -62,6 +62,16 @@ pub fn read_safetensors_bytes(
                         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                         .collect(),
                 ),
+                Dtype::F16 => TensorData::F32(crate::half::widen(
+                    view.data(),
+                    crate::half::Half::F16,
+                    true,
+                )),
+                Dtype::BF16 => TensorData::F32(crate::half::widen(
+                    view.data(),
+                    crate::half::Half::Bf16,
+                    true,
+                )),
                 Dtype::F64 => TensorData::F64(
                     view.data()
                         .chunks_exact(8)

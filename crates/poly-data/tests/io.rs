@@ -170,3 +170,73 @@ fn npy_files_whose_header_lies_are_refused_before_allocation() {
         (vec![2, 2], vec![0.0; 4])
     );
 }
+
+/// A `.npy` file of float16 values with the given header descr, written byte by byte.
+fn half_npy(path: &std::path::Path, descr: &str, shape: &[usize], words: &[u16], big: bool) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for w in words {
+        bytes.extend_from_slice(&if big {
+            w.to_be_bytes()
+        } else {
+            w.to_le_bytes()
+        });
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn half_precision_files_load_as_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1, −2, 0.5, 65504 (largest finite), 2^-24 (smallest subnormal), −0 in binary16.
+    let words = [0x3c00u16, 0xc000, 0x3800, 0x7bff, 0x0001, 0x8000];
+    let want = [1.0f32, -2.0, 0.5, 65504.0, 2f32.powi(-24), -0.0];
+    for (descr, big) in [("<f2", false), (">f2", true)] {
+        let path = dir.path().join(format!("h{big}.npy"));
+        half_npy(&path, descr, &[2, 3], &words, big);
+        let t = read_npy(&path).unwrap();
+        assert_eq!(t.shape, vec![2, 3]);
+        assert_eq!(t.dtype(), "f32");
+        let TensorData::F32(got) = t.data else {
+            panic!("f32")
+        };
+        assert_eq!(got, want);
+        assert!(got[5].is_sign_negative());
+    }
+    // safetensors F16 and BF16 (1.5 is 0x3e00 and 0x3fc0).
+    let f16: Vec<u8> = [0x3e00u16, 0x3c00]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let bf16: Vec<u8> = [0x3fc0u16, 0xbf80]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let tensors = [
+        (
+            "a",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![2], &f16).unwrap(),
+        ),
+        (
+            "b",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![1, 2], &bf16)
+                .unwrap(),
+        ),
+    ];
+    let path = dir.path().join("half.safetensors");
+    safetensors::serialize_to_file(tensors, None, &path).unwrap();
+    let loaded = read_safetensors(&path, &["a", "b"]).unwrap();
+    assert_eq!(loaded[0].data, TensorData::F32(vec![1.5, 1.0]));
+    assert_eq!(loaded[1].data, TensorData::F32(vec![1.5, -1.0]));
+    assert_eq!(loaded[1].shape, vec![1, 2]);
+}

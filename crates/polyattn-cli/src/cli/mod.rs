@@ -157,7 +157,8 @@ pub enum DtypeArg {
 
 #[derive(Args, Debug)]
 pub struct AttendArgs {
-    /// Queries: .npy with shape [n, d], [h, n, d] or [b, h, n, d].
+    /// Queries: .npy (float16, float32 or float64; float16 computes in f32) with shape [n, d],
+    /// [h, n, d] or [b, h, n, d].
     #[arg(long, value_name = "Q.npy", requires_all = ["k", "v"], conflicts_with = "input")]
     pub q: Option<PathBuf>,
     /// Keys: .npy, same leading dimensions and head dim as q.
@@ -166,7 +167,8 @@ pub struct AttendArgs {
     /// Values: .npy, same leading dimensions and length as k.
     #[arg(long, value_name = "V.npy", conflicts_with = "input")]
     pub v: Option<PathBuf>,
-    /// One .safetensors file holding tensors q, k and v (instead of --q/--k/--v).
+    /// One .safetensors file holding tensors q, k and v (F16, BF16, F32 or F64; instead of
+    /// --q/--k/--v).
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
     /// Write the output here (.npy, q's leading dimensions and v's last, computation dtype).
