@@ -25,6 +25,7 @@ mod kernels;
 mod kv_cache;
 mod layernorm;
 mod normalize;
+mod pages;
 mod reference;
 mod resources;
 mod sequences;

@@ -53,7 +53,7 @@ impl<T: Copy + Default> Tensor<T> {
         let len = crate::resources::check_elements("tensor", &shape, size_of::<T>())?;
         Ok(Tensor {
             shape,
-            data: vec![T::default(); len],
+            data: crate::pages::zeroed(len),
         })
     }
 }
