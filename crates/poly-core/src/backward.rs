@@ -22,7 +22,7 @@ use crate::kernels::{exp_in_place, first_non_finite, power_in_place};
 use crate::layernorm::{layernorm_backward, layernorm_rows};
 use crate::resources::check_elements;
 use crate::sequences::{Layout, Sequences, Visibility};
-use crate::tensor::{Tensor, TensorRef};
+use crate::tensor::{Shape, Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -199,24 +199,7 @@ pub fn attention_backward<T: Element>(
             expected: "the q, k and v the forward pass was computed from",
         });
     }
-    let shape = dims.output_shape();
-    for (axis, (&want, found)) in shape.iter().zip(grad_out.shape()).enumerate() {
-        if want != found {
-            return Err(Error::ShapeMismatch {
-                tensor: TensorName::Output,
-                axis: ["batch", "heads", "n_q", "d_v"][axis],
-                expected: want,
-                found,
-            });
-        }
-    }
-    if let Some(flat) = first_non_finite(grad_out.as_slice()) {
-        return Err(Error::NonFinite {
-            tensor: TensorName::Output,
-            index: crate::tensor::unravel(shape, flat),
-            value: grad_out.as_slice()[flat].to_f64(),
-        });
-    }
+    check_output_gradient(&grad_out, dims.output_shape())?;
     for (what, len) in [
         (
             "dq partials",
@@ -263,21 +246,52 @@ pub fn attention_backward<T: Element>(
         layernorm_backward(q.as_slice(), &q_hat, grads.dq.as_mut_slice(), dims.d);
         layernorm_backward(k.as_slice(), &k_hat, grads.dk.as_mut_slice(), dims.d);
     }
-    for (t, heads) in [
-        (&grads.dq, dims.heads),
-        (&grads.dk, dims.kv_heads),
-        (&grads.dv, dims.kv_heads),
-    ] {
-        if let Some(flat) = first_non_finite(t.as_slice()) {
-            let [b, h, row, _] = crate::tensor::unravel(t.shape(), flat);
-            debug_assert!(h < heads);
-            return Err(Error::Overflow {
-                at: RowPosition::new(b, h, row),
-                what: "a gradient",
+    grads.check_finite()?;
+    Ok(grads)
+}
+
+impl<T: Element> AttentionGradients<T> {
+    /// An [`Error::Overflow`] at the first gradient row that is not finite.
+    ///
+    /// # Errors
+    /// That row, in (dq, dk, dv) order.
+    pub fn check_finite(&self) -> Result<()> {
+        for t in [&self.dq, &self.dk, &self.dv] {
+            if let Some(flat) = first_non_finite(t.as_slice()) {
+                let [b, h, row, _] = crate::tensor::unravel(t.shape(), flat);
+                return Err(Error::Overflow {
+                    at: RowPosition::new(b, h, row),
+                    what: "a gradient",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a gradient with respect to an attention output: the output's `shape` and finite.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] naming the axis, or [`Error::NonFinite`] naming the element.
+pub fn check_output_gradient<T: Element>(grad_out: &TensorRef<'_, T>, shape: Shape) -> Result<()> {
+    for (axis, (&want, found)) in shape.iter().zip(grad_out.shape()).enumerate() {
+        if want != found {
+            return Err(Error::ShapeMismatch {
+                tensor: TensorName::Output,
+                axis: ["batch", "heads", "n_q", "d_v"][axis],
+                expected: want,
+                found,
             });
         }
     }
-    Ok(grads)
+    if let Some(flat) = first_non_finite(grad_out.as_slice()) {
+        return Err(Error::NonFinite {
+            tensor: TensorName::Output,
+            index: crate::tensor::unravel(shape, flat),
+            value: grad_out.as_slice()[flat].to_f64(),
+        });
+    }
+    Ok(())
 }
 
 /// [`attention_forward`] then [`attention_backward`]: the output and the gradients of

@@ -48,7 +48,7 @@ pub mod primitives {
 pub use backward::{
     AttentionForward, AttentionGradients, BACKWARD_KEY_TILE, BACKWARD_QUERY_TILE, DQ_PARTIALS,
     attention_backward, attention_forward, attention_forward_packed, attention_forward_padded,
-    attention_gradients,
+    attention_gradients, check_output_gradient,
 };
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;

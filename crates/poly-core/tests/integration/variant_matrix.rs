@@ -54,6 +54,24 @@ fn sees(case: Case, cfg: &AttentionConfig, batch: usize, i: usize, j: usize) -> 
     band && inside
 }
 
+/// The engine entry point of a case's layout.
+fn run<T: poly_core::Element>(
+    case: Case,
+    [q, k, v]: [&Tensor<T>; 3],
+    cfg: &AttentionConfig,
+) -> poly_core::Result<Tensor<T>> {
+    match case {
+        Case::Single { .. } => attention(q.view(), k.view(), v.view(), cfg),
+        Case::Packed(l) => {
+            let sequences = Sequences::from_lengths(l).unwrap();
+            attention_packed(q.view(), k.view(), v.view(), cfg, &sequences)
+        }
+        Case::Padded { lengths, .. } => {
+            attention_padded(q.view(), k.view(), v.view(), cfg, lengths)
+        }
+    }
+}
+
 #[test]
 fn every_combination_equals_the_dense_visibility() {
     let mut r = rng(71);
@@ -111,35 +129,10 @@ fn every_combination_equals_the_dense_visibility() {
                         );
                         let want =
                             dense_attention(&q, &k, &v, &cfg, |b, i, j| sees(case, &cfg, b, i, j));
-                        let run64 = |q: &Tensor<f64>, k: &Tensor<f64>, v: &Tensor<f64>| match case {
-                            Case::Single { .. } => attention(q.view(), k.view(), v.view(), &cfg),
-                            Case::Packed(l) => attention_packed(
-                                q.view(),
-                                k.view(),
-                                v.view(),
-                                &cfg,
-                                &Sequences::from_lengths(l).unwrap(),
-                            ),
-                            Case::Padded { lengths, .. } => {
-                                attention_padded(q.view(), k.view(), v.view(), &cfg, lengths)
-                            }
-                        };
-                        let run32 = |q: &Tensor<f32>, k: &Tensor<f32>, v: &Tensor<f32>| match case {
-                            Case::Single { .. } => attention(q.view(), k.view(), v.view(), &cfg),
-                            Case::Packed(l) => attention_packed(
-                                q.view(),
-                                k.view(),
-                                v.view(),
-                                &cfg,
-                                &Sequences::from_lengths(l).unwrap(),
-                            ),
-                            Case::Padded { lengths, .. } => {
-                                attention_padded(q.view(), k.view(), v.view(), &cfg, lengths)
-                            }
-                        };
-                        let got = run64(&q, &k, &v).unwrap_or_else(|e| panic!("{label}: {e}"));
+                        let got = run(case, [&q, &k, &v], &cfg)
+                            .unwrap_or_else(|e| panic!("{label}: {e}"));
                         assert!(relative_error(&got, &want) < 1e-12, "f64 {label}");
-                        let got = run32(&q32, &k32, &v32).unwrap();
+                        let got = run(case, [&q32, &k32, &v32], &cfg).unwrap();
                         assert!(relative_error(&got, &want) < 1e-4, "f32 {label}");
                         checked += 1;
                     }

@@ -21,8 +21,8 @@ use crate::SketchElement;
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb, powi};
 use poly_core::{
-    AttentionGradients, Error, Mask, Normalization, Result, Tensor, TensorName, TensorRef,
-    check_elements, layernorm_backward, layernorm_rows, run_with_threads,
+    AttentionGradients, Error, Mask, Normalization, Result, Tensor, TensorRef, check_elements,
+    layernorm_backward, layernorm_rows, run_with_threads,
 };
 use rayon::prelude::*;
 
@@ -48,24 +48,7 @@ pub fn linear_attention_backward<T: SketchElement>(
             expected: "a differentiable map (every map of this crate is)",
         });
     }
-    let shape = output.shape();
-    for (axis, (&want, found)) in shape.iter().zip(grad_out.shape()).enumerate() {
-        if want != found {
-            return Err(Error::ShapeMismatch {
-                tensor: TensorName::Output,
-                axis: ["batch", "heads", "n_q", "d_v"][axis],
-                expected: want,
-                found,
-            });
-        }
-    }
-    if let Some(flat) = poly_core::primitives::first_non_finite(grad_out.as_slice()) {
-        return Err(Error::NonFinite {
-            tensor: TensorName::Output,
-            index: poly_core::unravel(shape, flat),
-            value: grad_out.as_slice()[flat].to_f64(),
-        });
-    }
+    poly_core::check_output_gradient(&grad_out, output.shape())?;
     let [batch, heads, n, d] = q.shape();
     let [_, kv_heads, n_k, d_v] = v.shape();
     let m = map.feature_dim();
@@ -129,15 +112,7 @@ pub fn linear_attention_backward<T: SketchElement>(
         dk: Tensor::from_vec([batch, kv_heads, n_k, d], dk)?,
         dv: Tensor::from_vec([batch, kv_heads, n_k, d_v], dv)?,
     };
-    for t in [&grads.dq, &grads.dk, &grads.dv] {
-        if let Some(flat) = poly_core::primitives::first_non_finite(t.as_slice()) {
-            let [b, h, row, _] = poly_core::unravel(t.shape(), flat);
-            return Err(Error::Overflow {
-                at: poly_core::RowPosition::new(b, h, row),
-                what: "a gradient",
-            });
-        }
-    }
+    grads.check_finite()?;
     Ok((output, grads))
 }
 
