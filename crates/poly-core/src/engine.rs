@@ -26,7 +26,9 @@ use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};
 use rayon::prelude::*;
+use std::any::Any;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -277,7 +279,8 @@ struct HeadJob<'a, T> {
     head: usize,
 }
 
-/// Per-task scratch, reused across the tasks a rayon worker runs.
+/// A worker's score tile and row statistics, kept by the thread across tasks and calls: a fresh
+/// tile per task (or per call) is a fresh allocation, which first calls pay for in page faults.
 struct Scratch<T> {
     scores: Vec<T>,
     max: Vec<T>,
@@ -285,14 +288,41 @@ struct Scratch<T> {
     abs_sum: Vec<T>,
 }
 
+thread_local! {
+    /// This thread's scratch of each element type (at most one f32 and one f64), while idle.
+    static IDLE_SCRATCH: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl<T: Element> Scratch<T> {
-    fn new(plan: TilePlan) -> Self {
-        Scratch {
-            scores: vec![T::ZERO; plan.query * plan.key],
-            max: vec![T::ZERO; plan.query],
-            sum: vec![T::ZERO; plan.query],
-            abs_sum: vec![T::ZERO; plan.query],
+    /// Lends this thread's scratch of type `T`, grown to `plan` if it is smaller, to `f`. It is
+    /// taken out while `f` runs, so a nested call would simply make its own.
+    fn with<R>(plan: TilePlan, f: impl FnOnce(&mut Scratch<T>) -> R) -> R {
+        let mut scratch = IDLE_SCRATCH
+            .with_borrow_mut(|idle| {
+                let at = idle.iter().position(|s| s.is::<Scratch<T>>())?;
+                idle.swap_remove(at).downcast::<Scratch<T>>().ok()
+            })
+            .map_or_else(
+                || Scratch {
+                    scores: Vec::new(),
+                    max: Vec::new(),
+                    sum: Vec::new(),
+                    abs_sum: Vec::new(),
+                },
+                |boxed| *boxed,
+            );
+        let grow = |v: &mut Vec<T>, len: usize| {
+            if v.len() < len {
+                v.resize(len, T::ZERO);
+            }
+        };
+        grow(&mut scratch.scores, plan.query * plan.key);
+        for v in [&mut scratch.max, &mut scratch.sum, &mut scratch.abs_sum] {
+            grow(v, plan.query);
         }
+        let result = f(&mut scratch);
+        IDLE_SCRATCH.with_borrow_mut(|idle| idle.push(Box::new(scratch)));
+        result
     }
 }
 
@@ -350,16 +380,16 @@ pub(crate) fn attend_validated<T: Element>(
                 .par_chunks_mut(plan.query * dims.d_v)
                 .zip(tile_stats.par_iter_mut())
                 .enumerate()
-                .for_each_init(
-                    || Scratch::new(plan),
-                    |scratch, (tile, (tile_out, stats))| {
-                        let first_row = tile * plan.query;
-                        let stats = stats.take();
-                        if let Err(e) = job.attend_query_tile(first_row, tile_out, scratch, stats) {
-                            record_first_error(&first_error, e);
-                        }
-                    },
-                );
+                .for_each(|(tile, (tile_out, stats))| {
+                    let first_row = tile * plan.query;
+                    let stats = stats.take();
+                    let result = Scratch::with(plan, |scratch| {
+                        job.attend_query_tile(first_row, tile_out, scratch, stats)
+                    });
+                    if let Err(e) = result {
+                        record_first_error(&first_error, e);
+                    }
+                });
         });
     match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
