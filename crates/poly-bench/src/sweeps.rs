@@ -52,6 +52,71 @@ pub struct Sweep {
     pub records: Vec<Record>,
     /// Where the sweep ran.
     pub machine: MachineInfo,
+    /// What the machine was doing around it.
+    pub conditions: Conditions,
+}
+
+/// The machine's state around a sweep: the load average before and after, and the GEMM rate
+/// after (the records carry the rate before). A rate that drifted more than
+/// [`NOISY_DRIFT`] marks the sweep's figures at that thread count noisy.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    /// `/proc/loadavg` when the sweep began.
+    pub load_before: String,
+    /// `/proc/loadavg` when it ended.
+    pub load_after: String,
+    /// `(threads, GFLOP/s)` of the GEMM probe after the sweep.
+    pub gemm_after: Vec<(usize, f64)>,
+}
+
+/// The relative change of the GEMM rate within a sweep above which its figures are noisy.
+pub const NOISY_DRIFT: f64 = 0.10;
+
+impl Sweep {
+    /// Whether a record cannot be trusted: its share of the GEMM rate exceeds 100%, or the GEMM
+    /// rate at its thread count drifted more than [`NOISY_DRIFT`] during the sweep.
+    pub fn is_noisy(&self, r: &Record) -> bool {
+        let drifted = self
+            .conditions
+            .gemm_after
+            .iter()
+            .find(|(t, _)| *t == r.scenario.threads)
+            .is_some_and(|(_, after)| (after / r.gemm_gflops - 1.0).abs() > NOISY_DRIFT);
+        drifted || r.percent_of_gemm() > 100.0
+    }
+
+    /// One line on the conditions, and the rule noisy cells follow.
+    fn conditions_line(&self) -> String {
+        let rates: Vec<String> = self
+            .conditions
+            .gemm_after
+            .iter()
+            .map(|(t, after)| {
+                let before = self
+                    .records
+                    .iter()
+                    .find(|r| r.scenario.threads == *t)
+                    .map_or(f64::NAN, |r| r.gemm_gflops);
+                format!("{t} threads {before:.0} → {after:.0}")
+            })
+            .collect();
+        let noisy = self.records.iter().filter(|r| self.is_noisy(r)).count();
+        format!(
+            "Load average {} before, {} after; faer GEMM GFLOP/s before → after: {}. {}\n",
+            self.conditions.load_before,
+            self.conditions.load_after,
+            rates.join(", "),
+            if noisy == 0 {
+                "No cell is noisy.".to_owned()
+            } else {
+                format!(
+                    "**{noisy} cell(s) marked noisy** (the GEMM rate drifted more than {:.0}% or a \
+                     share exceeds 100%): rerun on a quiet machine.",
+                    100.0 * NOISY_DRIFT
+                )
+            }
+        )
+    }
 }
 
 pub(crate) fn series_label(method: &Method, causal: bool) -> String {
@@ -63,6 +128,7 @@ pub(crate) fn series_label(method: &Method, causal: bool) -> String {
 /// # Errors
 /// The first failing scenario's error, as text.
 pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
+    let load_before = crate::machine::load_average();
     let gemm = gemm_rate_gflops(2048, plan.threads, 3);
     let lengths = plan.lengths();
     let bar = ProgressBar::new((plan.series.len() * lengths.len()) as u64);
@@ -96,9 +162,15 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
         }
     }
     bar.finish_and_clear();
+    let gemm_after = vec![(plan.threads, gemm_rate_gflops(2048, plan.threads, 3))];
     Ok(Sweep {
         records,
         machine: MachineInfo::collect(plan.threads),
+        conditions: Conditions {
+            load_before,
+            load_after: crate::machine::load_average(),
+            gemm_after,
+        },
     })
 }
 
@@ -192,9 +264,12 @@ pub fn scaling_markdown(sweep: &Sweep) -> String {
             match rs.iter().find(|r| r.scenario.n == n) {
                 Some(r) => write!(
                     out,
-                    " {:.1} ms ({:.0}%) |",
+                    " {:.1} ms [{:.1}–{:.1}] ({:.0}%){} |",
                     r.timing.median * 1e3,
-                    r.percent_of_gemm()
+                    r.timing.min * 1e3,
+                    r.timing.max * 1e3,
+                    r.percent_of_gemm(),
+                    if sweep.is_noisy(r) { " noisy" } else { "" }
                 )
                 .unwrap(),
                 None => out.push_str(" — |"),
@@ -213,13 +288,14 @@ pub fn scaling_markdown(sweep: &Sweep) -> String {
     if let Some(r) = sweep.records.first() {
         write!(
             out,
-            "\nMedian time (model FLOP rate as % of faer's f32 GEMM, {:.0} GFLOP/s on {} threads in the same run); \
+            "\nMedian time [min–max] (model FLOP rate as % of faer's f32 GEMM, {:.0} GFLOP/s on {} threads in the same run); \
              f32, batch×heads = {}, d = d_v = {}, block {}; slopes fitted on log-log axes over n ≥ {SLOPE_MIN_N}; \
              — = skipped by the per-series time budget.\n",
             r.gemm_gflops, r.scenario.threads, r.scenario.batch_heads, r.scenario.d, r.scenario.block
         )
         .unwrap();
     }
+    out.push_str(&sweep.conditions_line());
     out
 }
 
@@ -265,6 +341,7 @@ pub fn threads(
     max_threads: usize,
     repeat: usize,
 ) -> Result<Sweep, String> {
+    let load_before = crate::machine::load_average();
     let counts: Vec<usize> = (1..=max_threads).collect();
     let gemm: Vec<f64> = counts
         .iter()
@@ -293,9 +370,18 @@ pub fn threads(
         }
     }
     bar.finish_and_clear();
+    let gemm_after = counts
+        .iter()
+        .map(|&t| (t, gemm_rate_gflops(2048, t, 3)))
+        .collect();
     Ok(Sweep {
         records,
         machine: MachineInfo::collect(max_threads),
+        conditions: Conditions {
+            load_before,
+            load_after: crate::machine::load_average(),
+            gemm_after,
+        },
     })
 }
 
@@ -315,9 +401,16 @@ pub fn threads_markdown(sweep: &Sweep) -> String {
             match (one, rs.iter().find(|r| r.scenario.threads == t)) {
                 (Some(one), Some(r)) => write!(
                     out,
-                    " {:.1} ms, {:.2}× |",
+                    " {:.1} ms [{:.1}–{:.1}], {:.2}×{} |",
                     r.timing.median * 1e3,
-                    one.timing.median / r.timing.median
+                    r.timing.min * 1e3,
+                    r.timing.max * 1e3,
+                    one.timing.median / r.timing.median,
+                    if sweep.is_noisy(r) || sweep.is_noisy(one) {
+                        " noisy"
+                    } else {
+                        ""
+                    }
                 )
                 .unwrap(),
                 _ => out.push_str(" — |"),
@@ -328,11 +421,12 @@ pub fn threads_markdown(sweep: &Sweep) -> String {
     if let Some(r) = sweep.records.first() {
         write!(
             out,
-            "\nMedian time and speedup over one thread; f32, n = {}, batch×heads = {}, d = 64.\n",
+            "\nMedian time [min–max] and speedup over one thread; f32, n = {}, batch×heads = {}, d = 64.\n",
             r.scenario.n, r.scenario.batch_heads
         )
         .unwrap();
     }
+    out.push_str(&sweep.conditions_line());
     out
 }
 
@@ -407,7 +501,11 @@ mod tests {
         assert!((slopes[0].1.unwrap() - 2.0).abs() < 1e-9, "{slopes:?}");
         assert!((slopes[1].1.unwrap() - 1.0).abs() < 1e-9, "{slopes:?}");
         let machine = MachineInfo::collect(2);
-        let sweep = Sweep { records, machine };
+        let sweep = Sweep {
+            records,
+            machine,
+            conditions: Conditions::default(),
+        };
         let md = scaling_markdown(&sweep);
         assert!(
             md.contains("| 8192 |") && md.contains("**2.00**") && md.contains("**1.00**"),
@@ -432,12 +530,29 @@ mod tests {
             record(exact, true, 4096, 1, 2.0),
             record(exact, true, 4096, 2, 1.0),
         ];
-        let sweep = Sweep {
+        let mut sweep = Sweep {
             records,
             machine: MachineInfo::collect(2),
+            conditions: Conditions {
+                load_before: "0.1 0.1 0.1".into(),
+                load_after: "0.2 0.1 0.1".into(),
+                gemm_after: vec![(1, 10.0), (2, 10.0)],
+            },
         };
         let md = threads_markdown(&sweep);
         assert!(md.contains("2.00×") && md.contains("1.00×"), "{md}");
+        assert!(
+            !md.contains("noisy |") && md.contains("No cell is noisy"),
+            "{md}"
+        );
+        // A GEMM rate that moved 20% during the sweep marks that thread count's cells.
+        sweep.conditions.gemm_after[1].1 = sweep.records[1].gemm_gflops * 1.2;
+        let md = threads_markdown(&sweep);
+        assert!(
+            md.contains("1.00× noisy") || md.contains("2.00× noisy"),
+            "{md}"
+        );
+        assert!(md.contains("marked noisy"), "{md}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Timing of repeated runs: one warm-up, then `repeat` measured runs.
+//! Timing of repeated runs: a warm-up by time (at least 0.25 s), then `repeat` measured runs.
 
 use std::time::Instant;
 
@@ -40,12 +40,25 @@ impl Timing {
     }
 }
 
-/// Runs `f` once to warm up, then `repeat` (≥ 1) times, timing each run.
+/// Warm-up before timing: calls until this many seconds have passed (at least one, at most
+/// [`WARM_UP_MAX_CALLS`]). The first calls of a process pay for thread start-up, page faults and
+/// the first GEMMs; a count of calls cannot know how many that takes, a time budget can.
+pub const WARM_UP_SECONDS: f64 = 0.25;
+/// The most warm-up calls.
+pub const WARM_UP_MAX_CALLS: usize = 50;
+
+/// Runs `f` to warm up (see [`WARM_UP_SECONDS`]), then `repeat` (≥ 1) times, timing each run.
 ///
 /// # Errors
 /// The first error `f` returns.
 pub fn time_runs<E>(repeat: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<Timing, E> {
+    let warm_up = Instant::now();
     f()?;
+    let mut calls = 1;
+    while warm_up.elapsed().as_secs_f64() < WARM_UP_SECONDS && calls < WARM_UP_MAX_CALLS {
+        f()?;
+        calls += 1;
+    }
     let mut seconds = Vec::with_capacity(repeat.max(1));
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
@@ -68,14 +81,24 @@ mod tests {
     }
 
     #[test]
-    fn time_runs_warms_up_once_and_propagates_errors() {
+    fn time_runs_warms_up_by_time_and_propagates_errors() {
+        // Instant calls: the warm-up stops at its call limit, then 3 timed runs.
         let mut calls = 0;
         let t = time_runs::<()>(3, || {
             calls += 1;
             Ok(())
         })
         .unwrap();
-        assert_eq!((calls, t.runs), (4, 3));
+        assert_eq!((calls, t.runs), (WARM_UP_MAX_CALLS + 3, 3));
+        // Calls of 0.1 s: the warm-up stops once 0.25 s have passed (3 calls), then 2 timed runs.
+        let mut slow = 0;
+        let t = time_runs::<()>(2, || {
+            slow += 1;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((slow, t.runs), (3 + 2, 2));
         let mut n = 0;
         let err = time_runs(5, || {
             n += 1;

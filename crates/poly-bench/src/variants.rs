@@ -5,6 +5,7 @@
 //! into one reused output buffer (`attention_into`), as a model layer does; one row per kernel
 //! shows the same call with a fresh output per call.
 
+use crate::machine::load_average;
 use crate::roofline::gemm_rate_gflops;
 use crate::timing::{Timing, time_runs};
 use poly_core::{
@@ -96,12 +97,6 @@ pub fn copy_rate_gbs(threads: usize) -> f64 {
     }
     std::hint::black_box(&dst);
     len as f64 / best / 1e9
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Where a timed call writes its output.

@@ -224,7 +224,8 @@ pub struct AttendArgs {
     /// Computation dtype (default: the dtype of q's file).
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
-    /// Time N runs after one warm-up and print one JSON line (computation only, no I/O).
+    /// Time N runs after warming up for at least 0.25 s and print one JSON line (computation
+    /// only, no I/O).
     #[arg(long, value_name = "N")]
     pub repeat: Option<usize>,
 }
