@@ -297,20 +297,23 @@ impl<T: Element> Scratch<T> {
     /// Lends this thread's scratch of type `T`, grown to `plan` if it is smaller, to `f`. It is
     /// taken out while `f` runs, so a nested call would simply make its own.
     fn with<R>(plan: TilePlan, f: impl FnOnce(&mut Scratch<T>) -> R) -> R {
-        let mut scratch = IDLE_SCRATCH
+        // The box itself goes back and forth, so lending allocates nothing after the first time.
+        let mut boxed: Box<dyn Any> = IDLE_SCRATCH
             .with_borrow_mut(|idle| {
                 let at = idle.iter().position(|s| s.is::<Scratch<T>>())?;
-                idle.swap_remove(at).downcast::<Scratch<T>>().ok()
+                Some(idle.swap_remove(at))
             })
-            .map_or_else(
-                || Scratch {
+            .unwrap_or_else(|| {
+                Box::new(Scratch::<T> {
                     scores: Vec::new(),
                     max: Vec::new(),
                     sum: Vec::new(),
                     abs_sum: Vec::new(),
-                },
-                |boxed| *boxed,
-            );
+                })
+            });
+        let scratch = boxed
+            .downcast_mut::<Scratch<T>>()
+            .expect("found or made as a Scratch<T>");
         let grow = |v: &mut Vec<T>, len: usize| {
             if v.len() < len {
                 v.resize(len, T::ZERO);
@@ -320,8 +323,8 @@ impl<T: Element> Scratch<T> {
         for v in [&mut scratch.max, &mut scratch.sum, &mut scratch.abs_sum] {
             grow(v, plan.query);
         }
-        let result = f(&mut scratch);
-        IDLE_SCRATCH.with_borrow_mut(|idle| idle.push(Box::new(scratch)));
+        let result = f(scratch);
+        IDLE_SCRATCH.with_borrow_mut(|idle| idle.push(boxed));
         result
     }
 }

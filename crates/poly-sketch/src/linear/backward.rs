@@ -329,7 +329,7 @@ impl<T: SketchElement> Job<'_, T> {
             let local =
                 causal.then(|| self.local_weights(&phi_q, &phi_k, queries, &keys[s * d..e * d]));
             if let Some(local) = &local {
-                gemm_add_ab(&mut y, local, &v1, rows, dv1, rows);
+                gemm_add_ab(&mut y, &local.weights, &v1, rows, dv1, rows);
             }
             self.output_gradient(bh, s, &mut y);
             // dΦq = dY Sᵀ; the state's gradient Φqᵀ dY goes to the keys the state summed.
@@ -341,9 +341,10 @@ impl<T: SketchElement> Job<'_, T> {
                 let mut d_local = vec![T::ZERO; rows * rows];
                 gemm_abt(&mut d_local, &y, &v1, rows, rows, dv1, T::ONE);
                 mask_upper(&mut d_local, rows);
-                gemm_add_atb(&mut out.dv1, local, &y, rows, dv1, rows);
+                gemm_add_atb(&mut out.dv1, &local.weights, &y, rows, dv1, rows);
                 self.local_gradients(
                     &mut d_local,
+                    local.slopes.as_deref(),
                     [&phi_q, &phi_k, queries, &keys[s * d..e * d]],
                     [&mut d_phi_q, &mut d_phi_k],
                     [&mut *dq, &mut out.dk],
@@ -359,53 +360,53 @@ impl<T: SketchElement> Job<'_, T> {
     }
 
     /// The causal local weights of a block (`rows × rows`, zero above the diagonal): feature
-    /// products, or exact `(q·k)^p` in the mixed variant.
-    fn local_weights(&self, phi_q: &[T], phi_k: &[T], queries: &[T], keys: &[T]) -> Vec<T> {
+    /// products, or exact `(q·k)^p` in the mixed variant, which also keeps their slopes
+    /// `p (q·k)^(p−1)` for the backward (from the same dot products).
+    fn local_weights(&self, phi_q: &[T], phi_k: &[T], queries: &[T], keys: &[T]) -> Local<T> {
         let (m, d) = (self.map.feature_dim(), self.shape[4]);
         let rows = queries.len() / d;
-        let mut local = vec![T::ZERO; rows * rows];
-        if self.cfg.local_exact {
-            gemm_abt(&mut local, queries, keys, rows, rows, d, T::ONE);
+        let mut weights = vec![T::ZERO; rows * rows];
+        let slopes = if self.cfg.local_exact {
+            gemm_abt(&mut weights, queries, keys, rows, rows, d, T::ONE);
             let degree = self
                 .map
                 .polynomial_degree()
                 .expect("validated: a polynomial map");
-            local.iter_mut().for_each(|w| *w = powi(*w, degree));
+            let p = T::from_f64(f64::from(degree));
+            let slopes = weights.iter().map(|&x| p * powi(x, degree - 1)).collect();
+            weights.iter_mut().for_each(|w| *w = powi(*w, degree));
+            Some(slopes)
         } else {
-            gemm_abt(&mut local, phi_q, phi_k, rows, rows, m, T::ONE);
-        }
-        mask_upper(&mut local, rows);
-        local
+            gemm_abt(&mut weights, phi_q, phi_k, rows, rows, m, T::ONE);
+            None
+        };
+        mask_upper(&mut weights, rows);
+        Local { weights, slopes }
     }
 
     /// Turns `d_local` (∂L/∂L_ij) into gradients: through the features (`dΦq += dL Φk`,
-    /// `dΦk += dLᵀ Φq`) or, in the mixed variant, straight into the prepared rows through
-    /// `∂(q·k)^p = p (q·k)^(p−1)`.
+    /// `dΦk += dLᵀ Φq`) or, in the mixed variant (`slopes` given), straight into the prepared
+    /// rows through `∂(q·k)^p = p (q·k)^(p−1)`.
     fn local_gradients(
         &self,
         d_local: &mut [T],
+        slopes: Option<&[T]>,
         [phi_q, phi_k, queries, keys]: [&[T]; 4],
         [d_phi_q, d_phi_k]: [&mut [T]; 2],
         [d_q, d_k]: [&mut [T]; 2],
     ) {
         let (m, d) = (self.map.feature_dim(), self.shape[4]);
         let rows = queries.len() / d;
-        if self.cfg.local_exact {
-            let degree = self
-                .map
-                .polynomial_degree()
-                .expect("validated: a polynomial map");
-            let mut dots = vec![T::ZERO; rows * rows];
-            gemm_abt(&mut dots, queries, keys, rows, rows, d, T::ONE);
-            let p = T::from_f64(f64::from(degree));
-            for (g, &x) in d_local.iter_mut().zip(&dots) {
-                *g *= p * powi(x, degree - 1);
+        match slopes {
+            Some(slopes) => {
+                d_local.iter_mut().zip(slopes).for_each(|(g, &s)| *g *= s);
+                gemm_add_ab(d_q, d_local, keys, rows, d, rows);
+                gemm_add_atb(d_k, d_local, queries, rows, d, rows);
             }
-            gemm_add_ab(d_q, d_local, keys, rows, d, rows);
-            gemm_add_atb(d_k, d_local, queries, rows, d, rows);
-        } else {
-            gemm_add_ab(d_phi_q, d_local, phi_k, rows, m, rows);
-            gemm_add_atb(d_phi_k, d_local, phi_q, rows, m, rows);
+            None => {
+                gemm_add_ab(d_phi_q, d_local, phi_k, rows, m, rows);
+                gemm_add_atb(d_phi_k, d_local, phi_q, rows, m, rows);
+            }
         }
     }
 
@@ -441,6 +442,12 @@ impl<T: SketchElement> Job<'_, T> {
             }
         }
     }
+}
+
+/// A causal block's local weights and, in the mixed variant, their slopes.
+struct Local<T> {
+    weights: Vec<T>,
+    slopes: Option<Vec<T>>,
 }
 
 /// Zeroes the entries above the diagonal of a square `rows × rows` matrix.
