@@ -72,8 +72,8 @@ pub(crate) fn layout_of(
     packed(seq_lens)
 }
 
-/// The rank the output keeps: q's.
-fn query_rank(q: &Bound<'_, PyAny>) -> PyResult<usize> {
+/// An array's rank (`ndim`): outputs keep their input's.
+pub(crate) fn rank(q: &Bound<'_, PyAny>) -> PyResult<usize> {
     q.getattr("ndim")?.extract()
 }
 
@@ -135,7 +135,7 @@ pub fn attention<'py>(
     let cfg = exact_config(
         kernel, degree, causal, norm, norm_bias, scale, layernorm, threads, window,
     )?;
-    let rank = query_rank(q)?;
+    let rank = rank(q)?;
     match Triple::extract(q, k, v)? {
         Triple::F32(arrays) => run_exact(
             py,
@@ -271,7 +271,7 @@ pub fn linear_attention<'py>(
         layernorm,
         threads,
     )?;
-    let rank = query_rank(q)?;
+    let rank = rank(q)?;
     match Triple::extract(q, k, v)? {
         Triple::F32(arrays) => {
             let map = feature_map.f32.as_ref();

@@ -1,7 +1,7 @@
 //! `attention_backward` and `linear_attention_backward`: gradients on numpy arrays.
 
 use crate::arrays::{Triple, output, tensor, typed};
-use crate::attention::{exact_config, layout_of, linear_config};
+use crate::attention::{exact_config, layout_of, linear_config, rank};
 use crate::errors::to_py;
 use crate::maps::PyFeatureMap;
 use numpy::PyReadonlyArrayDyn;
@@ -9,10 +9,6 @@ use poly_core::{AttentionConfig, AttentionGradients, Element, Layout, TensorName
 use poly_sketch::{FeatureMap, LinearAttentionConfig, SketchElement};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-
-fn rank(x: &Bound<'_, PyAny>) -> PyResult<usize> {
-    x.getattr("ndim")?.extract()
-}
 
 /// What a backward runs: the exact engine (with its layout) or the linear one with its map.
 enum Engine<'a, T: Element> {

@@ -33,25 +33,52 @@ pub fn layernorm_in_place<T: Element>(data: &mut [T], dim: usize) -> Result<()> 
         });
     }
     for row in data.chunks_exact_mut(dim) {
-        let mean = row.iter().map(|x| x.to_f64()).sum::<f64>() / dim as f64;
-        let var = row.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / dim as f64;
-        if var.is_finite() {
-            standardize(row, 1.0, mean, var + LAYERNORM_EPS);
-        } else {
-            // Squares (or the sum) overflowed: divide by the largest magnitude first. Costs
-            // nothing for the rows that do not need it.
-            let largest = row.iter().fold(0.0f64, |m, x| m.max(x.to_f64().abs()));
-            let scale = 1.0 / largest;
-            let mean = row.iter().map(|x| x.to_f64() * scale).sum::<f64>() / dim as f64;
+        let m = RowMoments::of(row);
+        standardize(row, m.scale, m.mean, m.denominator());
+    }
+    Ok(())
+}
+
+/// The statistics LayerNorm divides a row by, shared by the forward and the backward so both use
+/// the same σ.
+struct RowMoments {
+    /// 1, or `1 / max|x|` for a row whose squares overflow f64.
+    scale: f64,
+    /// Mean and variance of `x · scale`.
+    mean: f64,
+    var: f64,
+}
+
+impl RowMoments {
+    fn of<T: Element>(row: &[T]) -> Self {
+        let moments = |scale: f64| {
+            let mean = row.iter().map(|x| x.to_f64() * scale).sum::<f64>() / row.len() as f64;
             let var = row
                 .iter()
                 .map(|x| (x.to_f64() * scale - mean).powi(2))
                 .sum::<f64>()
-                / dim as f64;
-            standardize(row, scale, mean, var + LAYERNORM_EPS * scale * scale);
+                / row.len() as f64;
+            (mean, var)
+        };
+        let (mean, var) = moments(1.0);
+        if var.is_finite() {
+            return RowMoments {
+                scale: 1.0,
+                mean,
+                var,
+            };
         }
+        // Squares (or the sum) overflowed: divide by the largest magnitude first. Costs nothing
+        // for the rows that do not need it.
+        let scale = 1.0 / row.iter().fold(0.0f64, |m, x| m.max(x.to_f64().abs()));
+        let (mean, var) = moments(scale);
+        RowMoments { scale, mean, var }
     }
-    Ok(())
+
+    /// `var + ε` in the scaled units (ε shrinks with the scale squared).
+    fn denominator(&self) -> f64 {
+        self.var + LAYERNORM_EPS * self.scale * self.scale
+    }
 }
 
 /// `x ← (x·scale − mean) / √denominator` over one row (`scale = 1` is exact: no rounding).
@@ -64,24 +91,17 @@ fn standardize<T: Element>(row: &mut [T], scale: f64, mean: f64, denominator: f6
 }
 
 /// Turns gradients with respect to LayerNormed rows `y = LN(x)` into gradients with respect to
-/// `x`, in place: `dx = (dy − mean(dy) − y · mean(dy ⊙ y)) / σ`, `σ = √(var(x) + ε)`, with the
-/// forward's scaling for rows whose squares overflow.
+/// `x`, in place: `dx = (dy − mean(dy) − y · mean(dy ⊙ y)) / σ`, `σ = √(var(x) + ε)` as the
+/// forward computed it ([`RowMoments`]).
 pub fn layernorm_backward<T: Element>(x: &[T], y: &[T], grad: &mut [T], d: usize) {
     for ((x, y), g) in x
         .chunks_exact(d)
         .zip(y.chunks_exact(d))
         .zip(grad.chunks_exact_mut(d))
     {
-        let largest = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
-        let s = if largest > 1.0 { 1.0 / largest } else { 1.0 };
-        let mean = x.iter().map(|v| v.to_f64() * s).sum::<f64>() / d as f64;
-        let var = x
-            .iter()
-            .map(|v| (v.to_f64() * s - mean).powi(2))
-            .sum::<f64>()
-            / d as f64;
-        // σ of the unscaled row is σ_s / s.
-        let sigma = (var + LAYERNORM_EPS * s * s).sqrt() / s;
+        // σ of the unscaled row is σ_scaled / scale.
+        let m = RowMoments::of(x);
+        let sigma = m.denominator().sqrt() / m.scale;
         let mean_g = g.iter().map(|v| v.to_f64()).sum::<f64>() / d as f64;
         let mean_gy = g
             .iter()

@@ -5,6 +5,7 @@
 //! `w = 1`, `c = 0`. The question is whether a high degree learns to separate D0 from D1 faster,
 //! as the expressivity result suggests; the curves answer it either way.
 
+use poly_core::primitives::{gemm_ab, gemm_add_atb};
 use poly_core::{
     AttentionConfig, Error, Normalization, Tensor, attention_backward, attention_forward,
 };
@@ -144,16 +145,10 @@ fn evaluate(
     with_gradient: bool,
 ) -> Result<(Vec<f64>, f64, Option<Params>), Error> {
     let [count, _, n, _] = data.a.shape();
-    // q = A X, row by row.
+    // q = A X over all rows of all samples.
     let a = data.a.as_slice();
     let mut q = vec![0.0; a.len()];
-    for (row, out) in a.chunks_exact(d).zip(q.chunks_exact_mut(d)) {
-        for (l, &x) in row.iter().enumerate() {
-            for (o, &m) in out.iter_mut().zip(&p.x[l * d..(l + 1) * d]) {
-                *o += x * m;
-            }
-        }
-    }
+    gemm_ab(&mut q, a, &p.x, a.len() / d, d, d);
     let q = Tensor::from_vec([count, 1, n, d], q)?;
     let norm = (n * d) as f64;
     let forward = attention_forward(q.view(), data.a.view(), data.a.view(), &kernel.config())?;
@@ -190,13 +185,7 @@ fn evaluate(
     )?;
     // dX = Σ_s A_sᵀ dq_s.
     let mut dx = vec![0.0; d * d];
-    for (a_row, g_row) in a.chunks_exact(d).zip(grads.dq.as_slice().chunks_exact(d)) {
-        for (l, &x) in a_row.iter().enumerate() {
-            for (o, &g) in dx[l * d..(l + 1) * d].iter_mut().zip(g_row) {
-                *o += x * g;
-            }
-        }
-    }
+    gemm_add_atb(&mut dx, a, grads.dq.as_slice(), d, d, a.len() / d);
     let gradient = Params {
         x: dx,
         w: dz.iter().zip(&t).map(|(g, t)| g * t).sum(),
