@@ -158,7 +158,7 @@ fn row(c: Case, threads: usize, (timing, flops): (Timing, f64), gemm: f64) -> Va
     }
 }
 
-/// The decode step of one head over `context` cached tokens: `(timing, bytes of K and V read)`.
+/// The decode step (one new query) of one head over `context` cached tokens.
 fn time_decode(
     kernel: Kernel,
     context: usize,

@@ -232,9 +232,23 @@ impl Adam {
 /// Trains every kernel of the plan and returns their curves.
 ///
 /// # Errors
-/// The engine's errors (none are expected: even degrees, softmax and unnormalized β = 1 cannot
-/// produce an ill-conditioned normalizer).
+/// No samples of a class, `eval_every = 0`, a dataset the generator refuses; the engine's errors
+/// (none are expected: even degrees, softmax and unnormalized β = 1 cannot produce an
+/// ill-conditioned normalizer).
 pub fn train(plan: &TrainPlan) -> Result<Vec<Curve>, Error> {
+    for (name, value) in [
+        ("train_per_class", plan.train_per_class),
+        ("test_per_class", plan.test_per_class),
+        ("eval_every", plan.eval_every),
+    ] {
+        if value == 0 {
+            return Err(Error::InvalidParameter {
+                name,
+                value: "0".into(),
+                expected: "at least 1 (a loss over no samples is 0/0)",
+            });
+        }
+    }
     let ds = SelfDataset::new(plan.n, plan.d, plan.b).map_err(|e| Error::InvalidParameter {
         name: "training dataset",
         value: e.to_string(),

@@ -201,4 +201,20 @@ fn training_lowers_the_loss_and_a_high_degree_beats_the_linear_twin() {
         last(1),
         last(0)
     );
+    // Plans that would divide by zero (or by no samples) are errors, not panics or NaN.
+    for bad in [
+        TrainPlan {
+            eval_every: 0,
+            ..plan.clone()
+        },
+        TrainPlan {
+            train_per_class: 0,
+            ..plan.clone()
+        },
+    ] {
+        assert!(matches!(
+            train(&bad),
+            Err(poly_core::Error::InvalidParameter { .. })
+        ));
+    }
 }

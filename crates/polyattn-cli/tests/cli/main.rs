@@ -289,34 +289,10 @@ fn seq_lens_packs_sequences_that_attend_only_within_themselves() {
         }
         start += len;
     }
-    expect_error(
-        &[
-            "attend",
-            "--q",
-            &aq,
-            "--k",
-            &ak,
-            "--v",
-            &av,
-            "--seq-lens",
-            "10,10",
-        ],
-        "sequence lengths",
-    );
-    expect_error(
-        &[
-            "attend",
-            "--q",
-            &aq,
-            "--k",
-            &ak,
-            "--v",
-            &av,
-            "--seq-lens",
-            "30,0",
-        ],
-        "length 0 at index 1",
-    );
+    let base = ["attend", "--q", &aq, "--k", &ak, "--v", &av];
+    let with = |extra: &[&'static str]| [&base[..], extra].concat();
+    expect_error(&with(&["--seq-lens", "10,10"]), "sequence lengths");
+    expect_error(&with(&["--seq-lens", "30,0"]), "length 0 at index 1");
     // Sketched: the packed run equals the sequences run one by one.
     let packed = f.path("p.npy");
     let sketched = ["--kernel", "polysketch", "--causal", "--block", "4"];
