@@ -240,9 +240,9 @@ fn pool_with_threads(n: usize) -> Result<Arc<rayon::ThreadPool>> {
 
 /// Tile sizes for one problem (a function of the shape only, so results are thread-independent).
 #[derive(Clone, Copy, Debug)]
-struct TilePlan {
-    query: usize,
-    key: usize,
+pub(crate) struct TilePlan {
+    pub query: usize,
+    pub key: usize,
 }
 
 impl TilePlan {
@@ -281,11 +281,11 @@ struct HeadJob<'a, T> {
 
 /// A worker's score tile and row statistics, kept by the thread across tasks and calls: a fresh
 /// tile per task (or per call) is a fresh allocation, which first calls pay for in page faults.
-struct Scratch<T> {
-    scores: Vec<T>,
-    max: Vec<T>,
-    sum: Vec<T>,
-    abs_sum: Vec<T>,
+pub(crate) struct Scratch<T> {
+    pub scores: Vec<T>,
+    pub max: Vec<T>,
+    pub sum: Vec<T>,
+    pub abs_sum: Vec<T>,
 }
 
 thread_local! {
@@ -296,7 +296,7 @@ thread_local! {
 impl<T: Element> Scratch<T> {
     /// Lends this thread's scratch of type `T`, grown to `plan` if it is smaller, to `f`. It is
     /// taken out while `f` runs, so a nested call would simply make its own.
-    fn with<R>(plan: TilePlan, f: impl FnOnce(&mut Scratch<T>) -> R) -> R {
+    pub fn with<R>(plan: TilePlan, f: impl FnOnce(&mut Scratch<T>) -> R) -> R {
         // The box itself goes back and forth, so lending allocates nothing after the first time.
         let mut boxed: Box<dyn Any> = IDLE_SCRATCH
             .with_borrow_mut(|idle| {
@@ -447,26 +447,31 @@ impl<T: Element> HeadJob<'_, T> {
         let visible = |r: usize| self.visibility.key_range(dims, self.batch, first_row + r);
         // Ranges never shrink from row to row: the tile's keys run from its first row's first
         // visible key to its last row's last one, so tiles outside a window's band are skipped.
-        let key_end = visible(rows - 1).end;
-        let mut key_start = visible(0).start;
-        while key_start < key_end {
-            let cols = plan.key.min(key_end - key_start);
-            let scores = &mut scratch.scores[..rows * cols];
-            let k_tile = &self.k[key_start * d..(key_start + cols) * d];
-            gemm_abt(scores, q_tile, k_tile, rows, cols, d, self.scale);
-            for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-                let stats = RowStats {
-                    max: &mut scratch.max[r],
-                    sum: &mut scratch.sum[r],
-                    abs_sum: &mut scratch.abs_sum[r],
-                    acc: &mut out[r * d_v..(r + 1) * d_v],
-                };
-                update_row(row, key_start, visible(r), cfg.kernel, stats);
-            }
-            let v_tile = &self.v[key_start * d_v..(key_start + cols) * d_v];
-            gemm_add_ab(out, scores, v_tile, rows, d_v, cols);
-            key_start += cols;
-        }
+        let keys = visible(0).start..visible(rows - 1).end;
+        let tile = QueryTile {
+            q: q_tile,
+            rows,
+            d,
+            d_v,
+            scale: self.scale,
+            kernel: cfg.kernel,
+        };
+        let tile_stats = TileStats {
+            max: &mut scratch.max[..rows],
+            sum: &mut scratch.sum[..rows],
+            abs_sum: &mut scratch.abs_sum[..rows],
+            acc: out,
+        };
+        tile.accumulate(
+            self.k,
+            self.v,
+            0,
+            keys,
+            plan.key,
+            &visible,
+            &mut scratch.scores,
+            tile_stats,
+        );
         for (r, acc) in out.chunks_exact_mut(d_v).enumerate() {
             if self
                 .visibility
@@ -502,6 +507,71 @@ impl<T: Element> HeadJob<'_, T> {
             }
         }
         Ok(())
+    }
+}
+
+/// One tile of prepared query rows and what scoring them needs.
+pub(crate) struct QueryTile<'a, T> {
+    pub q: &'a [T],
+    pub rows: usize,
+    pub d: usize,
+    pub d_v: usize,
+    pub scale: T,
+    pub kernel: Kernel,
+}
+
+/// The running statistics of a query tile's rows and their accumulators `Σ w' v` (`rows × d_v`).
+pub(crate) struct TileStats<'a, T> {
+    pub max: &'a mut [T],
+    pub sum: &'a mut [T],
+    pub abs_sum: &'a mut [T],
+    pub acc: &'a mut [T],
+}
+
+impl<T: Element> QueryTile<'_, T> {
+    /// The online pass over the keys `keys` (global key indices) in tiles of at most `width`:
+    /// `k` and `v` hold the keys and values from global index `key_base` on, and row `r` sees
+    /// the keys `visible(r)` (clipped to each tile). Shared by the engine, whose keys are all
+    /// there, and by [`crate::PartialAttention`], whose keys arrive block by block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accumulate(
+        &self,
+        k: &[T],
+        v: &[T],
+        key_base: usize,
+        keys: std::ops::Range<usize>,
+        width: usize,
+        visible: &dyn Fn(usize) -> std::ops::Range<usize>,
+        scores: &mut [T],
+        stats: TileStats<'_, T>,
+    ) {
+        let (rows, d, d_v) = (self.rows, self.d, self.d_v);
+        let TileStats {
+            max,
+            sum,
+            abs_sum,
+            acc,
+        } = stats;
+        let mut key_start = keys.start;
+        while key_start < keys.end {
+            let cols = width.min(keys.end - key_start);
+            let scores = &mut scores[..rows * cols];
+            let local = key_start - key_base;
+            let k_tile = &k[local * d..(local + cols) * d];
+            gemm_abt(scores, self.q, k_tile, rows, cols, d, self.scale);
+            for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
+                let stats = RowStats {
+                    max: &mut max[r],
+                    sum: &mut sum[r],
+                    abs_sum: &mut abs_sum[r],
+                    acc: &mut acc[r * d_v..(r + 1) * d_v],
+                };
+                update_row(row, key_start, visible(r), self.kernel, stats);
+            }
+            let v_tile = &v[local * d_v..(local + cols) * d_v];
+            gemm_add_ab(acc, scores, v_tile, rows, d_v, cols);
+            key_start += cols;
+        }
     }
 }
 

@@ -9,9 +9,8 @@
 
 use crate::config::{AttentionConfig, Kernel, Mask};
 use crate::element::Element;
-use crate::engine::{RowStats, run_with_threads, update_row};
+use crate::engine::{QueryTile, TileStats, run_with_threads};
 use crate::error::{Error, Result, RowPosition, TensorName};
-use crate::gemm::{gemm_abt, gemm_add_ab};
 use crate::kernels::{first_non_finite, powi};
 use crate::layernorm::layernorm_in_place;
 use crate::normalize::{RowTotals, finalize_row};
@@ -35,6 +34,23 @@ pub struct KvCache<T> {
     /// values.
     keys: Vec<Vec<T>>,
     values: Vec<Vec<T>>,
+}
+
+/// The tokens of a [`KvCache`] as stored, detached from it (see [`KvCache::snapshot`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvCacheSnapshot<T> {
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Key dimension.
+    pub d: usize,
+    /// Value dimension.
+    pub d_v: usize,
+    /// Cached tokens.
+    pub len: usize,
+    /// `[kv_heads, len, d]`, row-major (LayerNormed when the cache's configuration asks).
+    pub keys: Vec<T>,
+    /// `[kv_heads, len, d_v]`, row-major.
+    pub values: Vec<T>,
 }
 
 /// One chunk's partial statistics for the query rows.
@@ -142,6 +158,59 @@ impl<T: Element> KvCache<T> {
         Ok(())
     }
 
+    /// The cached tokens as stored (keys LayerNormed when the configuration asks), to send to
+    /// another process, which rebuilds the cache with [`KvCache::from_snapshot`].
+    pub fn snapshot(&self) -> KvCacheSnapshot<T> {
+        KvCacheSnapshot {
+            kv_heads: self.kv_heads,
+            d: self.d,
+            d_v: self.d_v,
+            len: self.len,
+            keys: self.keys.concat(),
+            values: self.values.concat(),
+        }
+    }
+
+    /// A cache holding the tokens of `snapshot`, read with `cfg` (which should be the
+    /// configuration the snapshot's cache had: keys are not LayerNormed again).
+    ///
+    /// # Errors
+    /// An invalid configuration; lengths that disagree with the snapshot's dimensions;
+    /// non-finite values; a size beyond the memory budget.
+    pub fn from_snapshot(cfg: &AttentionConfig, snapshot: &KvCacheSnapshot<T>) -> Result<Self> {
+        let s = snapshot;
+        let mut cache = KvCache::new(cfg, s.kv_heads, s.d, s.d_v)?;
+        let expected = |width: usize| s.kv_heads.checked_mul(s.len)?.checked_mul(width);
+        if expected(s.d) != Some(s.keys.len()) || expected(s.d_v) != Some(s.values.len()) {
+            return Err(Error::InvalidParameter {
+                name: "kv cache snapshot",
+                value: format!("{} key and {} value values", s.keys.len(), s.values.len()),
+                expected: "[kv_heads, len, d] keys and [kv_heads, len, d_v] values",
+            });
+        }
+        for (name, data, width) in [
+            (TensorName::Key, &s.keys, s.d),
+            (TensorName::Value, &s.values, s.d_v),
+        ] {
+            if let Some(flat) = first_non_finite(data) {
+                let (head, rest) = (flat / (s.len * width), flat % (s.len * width));
+                return Err(Error::NonFinite {
+                    tensor: name,
+                    index: [0, head, rest / width, rest % width],
+                    value: data[flat].to_f64(),
+                });
+            }
+        }
+        cache.reserve(s.len)?;
+        for h in 0..s.kv_heads {
+            cache.keys[h].extend_from_slice(&s.keys[h * s.len * s.d..(h + 1) * s.len * s.d]);
+            cache.values[h]
+                .extend_from_slice(&s.values[h * s.len * s.d_v..(h + 1) * s.len * s.d_v]);
+        }
+        cache.len = s.len;
+        Ok(cache)
+    }
+
     /// Attention of `t` new queries per query head, `q` = `[heads, t, d]` with `heads` a multiple of
     /// `kv_heads` (grouped-query attention), over the cache: `[1, heads, t, d_v]`.
     ///
@@ -222,23 +291,34 @@ impl<T: Element> KvCache<T> {
             acc: vec![T::ZERO; t * d_v],
         };
         let mut scores = vec![T::ZERO; t * cols];
-        let keys = &self.keys[kv][start * d..(start + cols) * d];
-        gemm_abt(&mut scores, q, keys, t, cols, d, scale);
+        let tile = QueryTile {
+            q,
+            rows: t,
+            d,
+            d_v,
+            scale,
+            kernel: self.cfg.kernel,
+        };
         // The t queries are the newest tokens: the engine's alignment of n_q = t rows to the
         // last of n_k = len keys, with the configured mask and window.
         let dims = Dims::new(1, 1, t, self.len, d, d_v);
-        for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
-            let stats = RowStats {
-                max: &mut p.max[r],
-                sum: &mut p.sum[r],
-                abs_sum: &mut p.abs_sum[r],
-                acc: &mut p.acc[r * d_v..(r + 1) * d_v],
-            };
-            let visible = dims.key_range(self.cfg.mask, self.cfg.window, r);
-            update_row(row, start, visible, self.cfg.kernel, stats);
-        }
-        let values = &self.values[kv][start * d_v..(start + cols) * d_v];
-        gemm_add_ab(&mut p.acc, &scores, values, t, d_v, cols);
+        let visible = |r: usize| dims.key_range(self.cfg.mask, self.cfg.window, r);
+        let stats = TileStats {
+            max: &mut p.max,
+            sum: &mut p.sum,
+            abs_sum: &mut p.abs_sum,
+            acc: &mut p.acc,
+        };
+        tile.accumulate(
+            &self.keys[kv][start * d..(start + cols) * d],
+            &self.values[kv][start * d_v..(start + cols) * d_v],
+            start,
+            start..start + cols,
+            cols,
+            &visible,
+            &mut scores,
+            stats,
+        );
         p
     }
 

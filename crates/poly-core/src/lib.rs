@@ -26,6 +26,7 @@ mod kv_cache;
 mod layernorm;
 mod normalize;
 mod pages;
+mod partial;
 mod reference;
 mod resources;
 mod sequences;
@@ -60,9 +61,10 @@ pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{
     exact_attention_flops, exact_attention_flops_in_window, visible_pairs, visible_pairs_in_window,
 };
-pub use kv_cache::{DECODE_CHUNK, KvCache};
+pub use kv_cache::{DECODE_CHUNK, KvCache, KvCacheSnapshot};
 pub use layernorm::{layernorm_backward, layernorm_in_place, layernorm_rows};
 pub use normalize::check_normalizer;
+pub use partial::PartialAttention;
 pub use reference::{reference_attention, reference_attention_packed, reference_attention_padded};
 pub use resources::{
     check_allocation, check_elements, check_threads, checked_product, default_memory_budget,

@@ -371,10 +371,119 @@ impl<'m, T: Element> DecodingState<'m, T> {
         self.partial_values.clear();
     }
 
+    /// Everything this state has absorbed, to send elsewhere (see [`DecodingSnapshot`]).
+    pub fn snapshot(&self) -> DecodingSnapshot<T> {
+        let mut state = self.state.clone();
+        state.extend_from_slice(&self.key_magnitudes);
+        DecodingSnapshot {
+            tokens: self.tokens,
+            d: self.d,
+            d_v: self.d_v,
+            m: self.m,
+            map_fingerprint: map_fingerprint(&*self.map),
+            state,
+            partial_keys: self.partial_keys.clone(),
+            partial_values: self.partial_values.clone(),
+        }
+    }
+
+    /// Replaces what this state has absorbed by `snapshot` (taken from a state of the same map,
+    /// widths and configuration, here or in another process).
+    ///
+    /// # Errors
+    /// A snapshot of other dimensions or of another map (by its fingerprint), lengths that do not
+    /// agree with its token count and block, or non-finite values. On an error nothing changes.
+    pub fn restore(&mut self, snapshot: &DecodingSnapshot<T>) -> Result<()> {
+        let s = snapshot;
+        let partial = match self.local {
+            Some((_, block)) => s.tokens % block,
+            None => 0,
+        };
+        let consistent = s.d == self.d
+            && s.d_v == self.d_v
+            && s.m == self.m
+            && s.map_fingerprint == map_fingerprint(&*self.map)
+            && s.state.len() == self.m * (self.d_v + 2)
+            && s.partial_keys.len() == partial * self.d
+            && s.partial_values.len() == partial * (self.d_v + 1);
+        if !consistent {
+            return Err(Error::InvalidParameter {
+                name: "decoding snapshot",
+                value: format!(
+                    "{} tokens, d {}, d_v {}, m {}, {} state values, {} partial keys",
+                    s.tokens,
+                    s.d,
+                    s.d_v,
+                    s.m,
+                    s.state.len(),
+                    s.partial_keys.len() / self.d.max(1)
+                ),
+                expected: "a snapshot of a state with the same feature map, d, d_v and block",
+            });
+        }
+        for data in [&s.state, &s.partial_keys, &s.partial_values] {
+            if let Some(i) = poly_core::primitives::first_non_finite(data) {
+                return Err(Error::InvalidParameter {
+                    name: "decoding snapshot",
+                    value: format!("the non-finite value {} at {i}", data[i].to_f64()),
+                    expected: "finite state values",
+                });
+            }
+        }
+        let (z, u) = s.state.split_at(self.m * (self.d_v + 1));
+        self.state.copy_from_slice(z);
+        self.key_magnitudes.copy_from_slice(u);
+        self.partial_keys.clone_from(&s.partial_keys);
+        self.partial_values.clone_from(&s.partial_values);
+        self.tokens = s.tokens;
+        Ok(())
+    }
+
     /// Feature dimension `m` of the state.
     pub fn feature_dim(&self) -> usize {
         self.m
     }
+}
+
+/// What a [`DecodingState`] has absorbed, detached from its feature map: a state handed from the
+/// process that prefilled a prompt to the one that decodes it (poly-dist sends it over MPI). The
+/// receiver builds the same map (from the same seed) and calls [`DecodingState::restore`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodingSnapshot<T> {
+    /// Tokens absorbed.
+    pub tokens: usize,
+    /// Key dimension.
+    pub d: usize,
+    /// Value dimension.
+    pub d_v: usize,
+    /// Feature dimension.
+    pub m: usize,
+    /// A value that differs between maps of other parameters or seeds (the features of a fixed
+    /// probe row, summed with weights), so a snapshot is never restored into the wrong map.
+    pub map_fingerprint: f64,
+    /// `Z` (`m × (d_v + 1)`, row-major) then `u` (`m`): the layout of the engine's states
+    /// ([`crate::state_len`]), so the state a sequence-parallel prefill ends with restores here.
+    pub state: Vec<T>,
+    /// The mixed variant's raw keys of the current partial block (`tokens mod block` rows of d).
+    pub partial_keys: Vec<T>,
+    /// Their `[v | 1]` rows.
+    pub partial_values: Vec<T>,
+}
+
+/// The features of a fixed probe row, summed with weights 1, 2, 3, … (see
+/// [`DecodingSnapshot::map_fingerprint`]).
+pub fn map_fingerprint<T: Element>(map: &dyn FeatureMap<T>) -> f64 {
+    let d = map.input_dim();
+    let probe: Vec<T> = (0..d)
+        .map(|i| T::from_f64(((i * 7 + 3) % 11) as f64 / 11.0 - 0.45))
+        .collect();
+    let mut features = vec![T::ZERO; map.feature_dim()];
+    map.map_keys_into(&probe, &mut features);
+    features
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i + 1) as f64 * x.to_f64())
+        .sum()
 }
 
 /// Model FLOPs of decoding the last `dims.n_q` of `dims.n_k` tokens after a prefill of the

@@ -29,14 +29,15 @@ mod spec;
 mod tensored;
 mod tensorsketch;
 
-pub use decoding::{DecodingState, decoding_flops};
+pub use decoding::{DecodingSnapshot, DecodingState, decoding_flops, map_fingerprint};
 pub use element::SketchElement;
 pub use exact2::ExactDegree2;
 pub use favor::Favor;
 pub use feature_map::FeatureMap;
 pub use linear::{
-    LinearAttentionConfig, linear_attention, linear_attention_backward, linear_attention_flops,
-    linear_attention_packed,
+    LinearAttentionConfig, ShardPlan, ShardTotals, linear_attention, linear_attention_backward,
+    linear_attention_flops, linear_attention_packed, scan_chunks, shard_key_totals, shard_outputs,
+    state_len,
 };
 pub use maclaurin::RandomMaclaurin;
 pub use polysketch::{PolySketch, SketchScale};

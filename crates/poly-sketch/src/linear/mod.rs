@@ -17,9 +17,11 @@ mod backward;
 mod block;
 mod packed;
 mod scan;
+mod shard;
 
 pub use backward::linear_attention_backward;
 pub use packed::linear_attention_packed;
+pub use shard::{ShardPlan, ShardTotals, scan_chunks, shard_key_totals, shard_outputs, state_len};
 
 use crate::feature_map::FeatureMap;
 use poly_core::{

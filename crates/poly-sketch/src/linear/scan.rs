@@ -63,7 +63,7 @@ impl<'a, T: Element> Problem<'a, T> {
 }
 
 /// The row ranges of the chunks of `n` rows in blocks of `b`.
-fn chunks(n: usize, b: usize) -> Vec<Range<usize>> {
+pub(super) fn chunks(n: usize, b: usize) -> Vec<Range<usize>> {
     let blocks = n.div_ceil(b);
     let per_chunk = blocks.div_ceil(CHUNKS).max(1);
     (0..blocks)
@@ -98,7 +98,13 @@ fn chunk_total<T: Element>(
 
 /// `S_c` for every chunk: exclusive prefix sums of the chunk totals, in order.
 fn prefix_states<T: Element>(totals: &[Vec<T>], len: usize) -> Vec<Vec<T>> {
-    let mut running = vec![T::ZERO; len];
+    prefix_states_from(&vec![T::ZERO; len], totals)
+}
+
+/// The exclusive prefix sums of `totals`, in order, starting from `start` (the state of every row
+/// before the first chunk).
+pub(super) fn prefix_states_from<T: Element>(start: &[T], totals: &[Vec<T>]) -> Vec<Vec<T>> {
+    let mut running = start.to_vec();
     let mut out = Vec::with_capacity(totals.len());
     for total in totals {
         out.push(running.clone());
@@ -113,7 +119,7 @@ fn add_into<T: Element>(acc: &mut [T], x: &[T]) {
 
 /// Splits each head's output (`rows_per_head × d_v`) at the chunk boundaries:
 /// `(head, chunk index, rows, output slice)` in (head, row) order.
-fn output_pieces<'o, T>(
+pub(super) fn output_pieces<'o, T>(
     out: &'o mut [T],
     rows_per_head: usize,
     d_v: usize,
@@ -138,7 +144,10 @@ fn first_error(results: Vec<Result<()>>) -> Result<()> {
 /// Key totals of every (key/value head, chunk), in order: in parallel over all of them. Keys
 /// do not depend on the query head, so a group of query heads (grouped-query attention) shares
 /// its totals: index them with [`Dims::kv_index`].
-fn all_totals<T: Element>(p: &Problem<'_, T>, ranges: &[Range<usize>]) -> Vec<Vec<Vec<T>>> {
+pub(super) fn all_totals<T: Element>(
+    p: &Problem<'_, T>,
+    ranges: &[Range<usize>],
+) -> Vec<Vec<Vec<T>>> {
     let b = p.block();
     let kv_heads = p.dims.batch * p.dims.kv_heads;
     // The first query head of each group stands for the group's key side.
@@ -172,19 +181,43 @@ pub(super) fn non_causal<T: Element>(p: &Problem<'_, T>, out: &mut [T]) -> Resul
     let query_ranges = chunks(p.dims.n_q, b);
     let results = output_pieces(out, p.dims.n_q, p.dims.d_v, &query_ranges)
         .into_par_iter()
-        .map(|(bh, _, range, piece)| {
-            let head = p.head(bh);
-            let mut s = head.scratch(b);
-            for (start, rows) in blocks(range.clone(), b) {
-                head.query_block(start, rows, &mut s);
-                let at = (start - range.start) * p.dims.d_v;
-                let state = &states[p.dims.kv_index(bh)];
-                head.read_state(start, rows, &mut s, state, &mut piece[at..])?;
-            }
-            Ok(())
-        })
+        .map(|(bh, _, range, piece)| read_piece(p, bh, range, &states[p.dims.kv_index(bh)], piece))
         .collect();
     first_error(results)
+}
+
+/// Non-causal outputs of the query rows `range` of head `bh` from the state `state`.
+pub(super) fn read_piece<T: Element>(
+    p: &Problem<'_, T>,
+    bh: usize,
+    range: Range<usize>,
+    state: &[T],
+    piece: &mut [T],
+) -> Result<()> {
+    let b = p.block();
+    let head = p.head(bh);
+    let mut s = head.scratch(b);
+    for (start, rows) in blocks(range.clone(), b) {
+        head.query_block(start, rows, &mut s);
+        let at = (start - range.start) * p.dims.d_v;
+        head.read_state(start, rows, &mut s, state, &mut piece[at..])?;
+    }
+    Ok(())
+}
+
+/// Causal outputs of the rows `range` of head `bh`, the state of every earlier row being
+/// `earlier`.
+pub(super) fn causal_piece<T: Element>(
+    p: &Problem<'_, T>,
+    bh: usize,
+    range: Range<usize>,
+    earlier: &[T],
+    piece: &mut [T],
+) -> Result<()> {
+    let head = p.head(bh);
+    let mut s = head.scratch(p.block());
+    let mut chunk_state = vec![T::ZERO; p.state_len()];
+    causal_chunk(&head, range, earlier, &mut s, &mut chunk_state, piece)
 }
 
 /// The outputs of one chunk's blocks, starting from `S_c`.
@@ -225,17 +258,7 @@ pub(super) fn block_causal<T: Element>(p: &Problem<'_, T>, out: &mut [T]) -> Res
         output_pieces(out, n, p.dims.d_v, &ranges)
             .into_par_iter()
             .map(|(bh, c, range, piece)| {
-                let head = p.head(bh);
-                let mut s = head.scratch(b);
-                let mut chunk_state = vec![T::ZERO; len];
-                causal_chunk(
-                    &head,
-                    range,
-                    &prefixes[p.dims.kv_index(bh)][c],
-                    &mut s,
-                    &mut chunk_state,
-                    piece,
-                )
+                causal_piece(p, bh, range, &prefixes[p.dims.kv_index(bh)][c], piece)
             })
             .collect()
     } else {

@@ -1,0 +1,350 @@
+//! Reading and writing some rows of a `.npy` file: the sequence-axis shards of distributed
+//! attention, where no process reads or writes the whole tensor.
+//!
+//! The sequence axis is the second-to-last (`[.., n, d]`); a shard is a list of row ranges of it,
+//! taken from every leading index (every batch entry and head). Reads seek to each range and read
+//! just it; writes go to positions computed from the header, which every process computes alike,
+//! so several processes can fill one file ([`create_npy_for_rows`], then [`write_npy_rows`] from
+//! each, then [`finish_npy_rows`] renames it into place).
+
+use crate::error::{DataError, Result};
+use crate::loaded::{LoadedTensor, TensorData};
+use crate::npy_header;
+use poly_core::Element;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What a `.npy` header says, for reading rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NpyInfo {
+    /// The stored shape.
+    pub shape: Vec<usize>,
+    /// Bytes per element (2, 4 or 8).
+    pub width: usize,
+    little_endian: bool,
+    data_offset: u64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
+    move |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn format(path: &Path, reason: String) -> DataError {
+    DataError::Format {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Reads only the header of a `.npy` file.
+///
+/// # Errors
+/// As [`crate::read_npy`] for the header; Fortran order (whose rows are not contiguous);
+/// a rank below 2; a file whose length disagrees with its shape.
+pub fn npy_info(path: &Path) -> Result<NpyInfo> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let file_len = file.metadata().map_err(io(path))?.len();
+    let mut first = [0u8; 12];
+    let got = file.read(&mut first).map_err(io(path))?;
+    let (prefix, header_len) = npy_header::prefix(&first[..got], file_len)
+        .map_err(|r| format(path, format!("not a valid .npy file: {r}")))?;
+    let mut text = vec![0u8; header_len as usize];
+    file.seek(SeekFrom::Start(prefix)).map_err(io(path))?;
+    file.read_exact(&mut text).map_err(io(path))?;
+    let header = npy_header::parse(&text, prefix)
+        .map_err(|r| format(path, format!("not a valid .npy file: {r}")))?;
+    let (little_endian, width) = match header.descr.as_bytes() {
+        [b'<' | b'=', b'f', w @ (b'2' | b'4' | b'8')] => (true, (w - b'0') as usize),
+        [b'>', b'f', w @ (b'2' | b'4' | b'8')] => (false, (w - b'0') as usize),
+        _ => {
+            return Err(DataError::UnsupportedDType {
+                path: path.to_owned(),
+                dtype: header.descr,
+            });
+        }
+    };
+    if header.fortran_order || header.shape.len() < 2 {
+        return Err(format(
+            path,
+            format!(
+                "reading rows needs a C-order array of rank ≥ 2 (found shape {:?}, fortran_order {})",
+                header.shape, header.fortran_order
+            ),
+        ));
+    }
+    let count = poly_core::checked_product("tensor data", &header.shape)
+        .map_err(|_| format(path, format!("shape {:?} overflows", header.shape)))?;
+    if (count as u64).saturating_mul(width as u64) != file_len - header.data_offset {
+        return Err(format(
+            path,
+            format!(
+                "shape {:?} disagrees with the file's length (truncated or corrupt)",
+                header.shape
+            ),
+        ));
+    }
+    Ok(NpyInfo {
+        shape: header.shape,
+        width,
+        little_endian,
+        data_offset: header.data_offset,
+    })
+}
+
+/// Reads the rows `segments` (in order) of the sequence axis of a C-order `.npy` file, from every
+/// leading index: a tensor of the file's rank whose sequence axis has the segments' total length.
+/// float16 is widened to f32, as [`crate::read_npy`] does.
+///
+/// # Errors
+/// As [`npy_info`]; a segment beyond the sequence axis; a shard over the memory budget.
+pub fn read_npy_rows(path: &Path, segments: &[Range<usize>]) -> Result<LoadedTensor> {
+    let info = npy_info(path)?;
+    let rank = info.shape.len();
+    let (n, w) = (info.shape[rank - 2], info.shape[rank - 1]);
+    if let Some(bad) = segments.iter().find(|s| s.start > s.end || s.end > n) {
+        return Err(DataError::InvalidParameter {
+            name: "rows",
+            value: format!("{bad:?} of a sequence axis of {n} in {}", path.display()),
+            expected: "row ranges inside the sequence axis",
+        });
+    }
+    let rows: usize = segments.iter().map(|s| s.len()).sum();
+    let leading: usize = info.shape[..rank - 2].iter().product();
+    let count = leading * rows * w;
+    poly_core::check_allocation("tensor rows", count, info.width.max(4))
+        .map_err(|e| format(path, e.to_string()))?;
+    let file = File::open(path).map_err(io(path))?;
+    let mut raw = vec![0u8; count * info.width];
+    let row_bytes = w * info.width;
+    let mut at = 0;
+    for lead in 0..leading {
+        for s in segments {
+            let len = s.len() * row_bytes;
+            let offset = info.data_offset + ((lead * n + s.start) * row_bytes) as u64;
+            file.read_exact_at(&mut raw[at..at + len], offset)
+                .map_err(io(path))?;
+            at += len;
+        }
+    }
+    let data = match info.width {
+        2 => TensorData::F32(crate::half::widen(
+            &raw,
+            crate::half::Half::F16,
+            info.little_endian,
+        )),
+        4 => TensorData::F32(
+            raw.chunks_exact(4)
+                .map(|b| {
+                    let b = b.try_into().expect("4 bytes");
+                    if info.little_endian {
+                        f32::from_le_bytes(b)
+                    } else {
+                        f32::from_be_bytes(b)
+                    }
+                })
+                .collect(),
+        ),
+        _ => TensorData::F64(
+            raw.chunks_exact(8)
+                .map(|b| {
+                    let b = b.try_into().expect("8 bytes");
+                    if info.little_endian {
+                        f64::from_le_bytes(b)
+                    } else {
+                        f64::from_be_bytes(b)
+                    }
+                })
+                .collect(),
+        ),
+    };
+    let mut shape = info.shape;
+    shape[rank - 2] = rows;
+    Ok(LoadedTensor { shape, data })
+}
+
+/// The temporary file several processes fill before [`finish_npy_rows`] renames it to `path`.
+pub fn rows_temporary(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.rows-tmp"))
+}
+
+/// A version-1 `.npy` header for a little-endian C-order array, padded to 64 bytes.
+fn header_bytes(shape: &[usize], width: usize) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut text = format!("{{'descr': '<f{width}', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + text.len() + 1) % 64 != 0 {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Creates (or truncates) the temporary file of a `.npy` of `shape` and element `T`, with its
+/// header and its full length, for [`write_npy_rows`] to fill. One process calls it, before the
+/// others write.
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be created or sized.
+pub fn create_npy_for_rows<T: Element>(path: &Path, shape: &[usize]) -> Result<()> {
+    let temp = rows_temporary(path);
+    let header = header_bytes(shape, size_of::<T>());
+    let count: usize = shape.iter().product();
+    let file = File::create(&temp).map_err(io(path))?;
+    file.write_all_at(&header, 0).map_err(io(path))?;
+    file.set_len((header.len() + count * size_of::<T>()) as u64)
+        .map_err(io(path))
+}
+
+/// Writes `data` (a tensor of `shape` except that its sequence axis holds the rows `segments`, in
+/// order) into its place in the temporary file of `path`, made by [`create_npy_for_rows`] for the
+/// whole `shape`.
+///
+/// # Errors
+/// Data that does not fill the segments; [`DataError::Io`] if the file cannot be written.
+pub fn write_npy_rows<T: Element>(
+    path: &Path,
+    shape: &[usize],
+    segments: &[Range<usize>],
+    data: &[T],
+) -> Result<()> {
+    let rank = shape.len();
+    let (n, w) = (shape[rank - 2], shape[rank - 1]);
+    let leading: usize = shape[..rank - 2].iter().product();
+    let rows: usize = segments.iter().map(|s| s.len()).sum();
+    if data.len() != leading * rows * w || segments.iter().any(|s| s.end > n) {
+        return Err(DataError::InvalidParameter {
+            name: "npy rows",
+            value: format!(
+                "{} elements for the rows {segments:?} of shape {shape:?}",
+                data.len()
+            ),
+            expected: "the rows' elements of every leading index, in order",
+        });
+    }
+    let width = size_of::<T>();
+    let offset = header_bytes(shape, width).len() as u64;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(rows_temporary(path))
+        .map_err(io(path))?;
+    let mut bytes =
+        Vec::with_capacity(segments.iter().map(|s| s.len()).max().unwrap_or(0) * w * width);
+    let mut at = 0;
+    for lead in 0..leading {
+        for s in segments {
+            bytes.clear();
+            for x in &data[at..at + s.len() * w] {
+                match width {
+                    4 => bytes.extend_from_slice(&(x.to_f64() as f32).to_le_bytes()),
+                    _ => bytes.extend_from_slice(&x.to_f64().to_le_bytes()),
+                }
+            }
+            let position = offset + ((lead * n + s.start) * w * width) as u64;
+            file.write_all_at(&bytes, position).map_err(io(path))?;
+            at += s.len() * w;
+        }
+    }
+    file.sync_data().map_err(io(path))
+}
+
+/// Renames the filled temporary file to `path` (one process, after every write), or removes it
+/// when `keep` is false (a write failed somewhere).
+///
+/// # Errors
+/// [`DataError::Io`] if the rename fails.
+pub fn finish_npy_rows(path: &Path, keep: bool) -> Result<()> {
+    let temp = rows_temporary(path);
+    if keep {
+        std::fs::rename(&temp, path).map_err(io(path))
+    } else {
+        let _ = std::fs::remove_file(&temp);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_and_written_in_pieces_equal_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shape, n, w) = ([2usize, 3, 11, 5], 11, 5);
+        let data: Vec<f64> = (0..2 * 3 * n * w).map(|i| i as f64 * 0.25 - 7.0).collect();
+        let whole = dir.path().join("whole.npy");
+        crate::write_npy(&whole, &shape, &data).unwrap();
+        // Three "ranks": contiguous, zig-zag-like and a single row.
+        let shards = [vec![0..4], vec![4..6, 9..11], vec![6..9]];
+        let out = dir.path().join("pieces.npy");
+        create_npy_for_rows::<f64>(&out, &shape).unwrap();
+        for segments in &shards {
+            let rows = read_npy_rows(&whole, segments).unwrap();
+            let len: usize = segments.iter().map(|s| s.len()).sum();
+            assert_eq!(rows.shape, [2, 3, len, w]);
+            let values = rows.to_vec::<f64>();
+            // Every row read is the one at its global position.
+            let mut at = 0;
+            for lead in 0..6 {
+                for s in segments {
+                    let expected = &data[(lead * n + s.start) * w..(lead * n + s.end) * w];
+                    assert_eq!(&values[at..at + s.len() * w], expected);
+                    at += s.len() * w;
+                }
+            }
+            write_npy_rows(&out, &shape, segments, &values).unwrap();
+        }
+        finish_npy_rows(&out, true).unwrap();
+        let back = crate::read_npy(&out).unwrap();
+        assert_eq!(back.shape, shape);
+        assert_eq!(back.to_vec::<f64>(), data);
+        assert!(!rows_temporary(&out).exists());
+        // f32 files and their header survive numpy's reader rules (our reader is strict).
+        let out32 = dir.path().join("f32.npy");
+        create_npy_for_rows::<f32>(&out32, &[4, 2]).unwrap();
+        write_npy_rows(
+            &out32,
+            &[4, 2],
+            &[0..4],
+            &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        )
+        .unwrap();
+        finish_npy_rows(&out32, true).unwrap();
+        assert_eq!(
+            crate::read_npy(&out32).unwrap().to_vec::<f32>(),
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        crate::write_npy(&path, &[3, 2], &[0.0f32; 6]).unwrap();
+        assert!(matches!(
+            read_npy_rows(&path, &[2..4]),
+            Err(DataError::InvalidParameter { .. })
+        ));
+        crate::write_npy_fortran(&path, &[3, 2], &[0.0f32; 6]).unwrap();
+        assert!(matches!(
+            read_npy_rows(&path, &[0..1]),
+            Err(DataError::Format { .. })
+        ));
+        crate::write_npy(&path, &[6], &[0.0f32; 6]).unwrap();
+        assert!(matches!(npy_info(&path), Err(DataError::Format { .. })));
+    }
+}
