@@ -9,10 +9,13 @@ enum Step {
     Cargo(&'static [&'static str]),
     /// The Python package built into a venv and its pytest suite (see `python.rs`).
     Python,
+    /// OpenMPI and libclang present (poly-dist and `--distributed` build against them).
+    Mpi,
 }
 
 /// The steps.
 const STEPS: &[(&str, Step)] = &[
+    ("mpi", Step::Mpi),
     ("fmt", Step::Cargo(&["fmt", "--all", "--", "--check"])),
     (
         "clippy",
@@ -20,6 +23,8 @@ const STEPS: &[(&str, Step)] = &[
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            "polyattn-cli/distributed",
             "--",
             "-D",
             "warnings",
@@ -33,6 +38,8 @@ const STEPS: &[(&str, Step)] = &[
             "test",
             "--workspace",
             "--tests",
+            "--features",
+            "polyattn-cli/distributed",
             "--bench",
             "attention",
             "--bench",
@@ -52,6 +59,7 @@ pub fn run() -> Result<(), String> {
         let result = match step_kind {
             Step::Cargo(args) => cargo(args),
             Step::Python => crate::python::test(),
+            Step::Mpi => crate::mpi::check(),
         };
         times.push((name, step.elapsed().as_secs_f64()));
         result?;

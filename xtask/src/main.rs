@@ -6,7 +6,9 @@
 
 mod bench_binary;
 mod ci;
+mod distributed;
 mod fuzz;
+mod mpi;
 mod profile;
 mod python;
 mod shell;
@@ -46,6 +48,13 @@ enum Command {
     Variants(Forwarded),
     /// The exact backward against the forward and the GEMM rate (`--n 1024,4096`).
     Gradients(Forwarded),
+    /// Strong and weak scaling of the distributed engines (ring, state scan) under mpirun with
+    /// 1, 2 and 4 ranks, bytes sent against the model, and the cost model's speedup at P = 8 …
+    /// 1024 (`--quick`). Needs OpenMPI (`cargo xtask mpi-check`).
+    Distributed(Forwarded),
+    /// Checks that OpenMPI and libclang are installed (what poly-dist needs to build), and says
+    /// how to install what is missing.
+    MpiCheck,
     /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`).
     Accuracy(Forwarded),
     /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
@@ -94,6 +103,8 @@ fn main() {
         Command::Variants(f) => bench_binary::forward("variants", &f.args),
         Command::Gradients(f) => bench_binary::forward("gradients", &f.args),
         Command::Memory(f) => memory(&f.args),
+        Command::Distributed(f) => distributed::run(&f.args),
+        Command::MpiCheck => mpi::check(),
         Command::Profile { method, n, causal } => profile::run(&method, n, causal),
         Command::Ci => ci::run(),
         Command::PyBench(f) => python::bench(&f.args),

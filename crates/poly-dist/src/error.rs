@@ -96,16 +96,33 @@ pub type Result<T> = std::result::Result<T, DistError>;
 /// # Errors
 /// The lowest failing rank's error, on every rank.
 pub fn agree<C: Communicator, R>(comm: &C, local: poly_core::Result<R>) -> Result<R> {
+    agree_described(
+        comm,
+        local.map_err(|e| (FailureKind::of(&e), e.to_string())),
+    )
+}
+
+/// [`agree`] for failures that are not poly-core errors (a file a rank cannot read, say): each
+/// comes with its kind and its message.
+///
+/// # Errors
+/// The lowest failing rank's error, on every rank.
+pub fn agree_described<C: Communicator, R>(
+    comm: &C,
+    local: std::result::Result<R, (FailureKind, String)>,
+) -> Result<R> {
     let size = comm.size();
     let mine = if local.is_err() { comm.rank() } else { size };
     let mut first = size;
     comm.all_reduce_into(&mine, &mut first, mpi::collective::SystemOperation::min());
     if first == size {
-        return Ok(local.expect("every rank, this one included, succeeded"));
+        return Ok(
+            local.unwrap_or_else(|_| unreachable!("every rank, this one included, succeeded"))
+        );
     }
     let root = comm.process_at_rank(first);
     let (mut kind, mut bytes) = match &local {
-        Err(e) if comm.rank() == first => (FailureKind::of(e).code(), e.to_string().into_bytes()),
+        Err((kind, message)) if comm.rank() == first => (kind.code(), message.clone().into_bytes()),
         _ => (0, Vec::new()),
     };
     let mut len = bytes.len() as u64;

@@ -26,7 +26,7 @@ mod scan;
 mod shard;
 
 pub use element::DistElement;
-pub use error::{DistError, FailureKind, Result, agree};
+pub use error::{DistError, FailureKind, Result, agree, agree_described};
 pub use handoff::{
     gather_kv_caches, receive_decoding_snapshot, receive_kv_snapshot, send_decoding_snapshot,
     send_kv_snapshot, sketched_prefill,

@@ -10,7 +10,7 @@ use mpi::request::{Request, Scope};
 use std::time::{Duration, Instant};
 
 /// How long the driving thread sleeps between tests of its requests.
-const POLL: Duration = Duration::from_micros(20);
+const POLL: Duration = Duration::from_micros(500);
 
 /// Seconds spent computing and seconds spent waiting for the requests after the computation.
 #[derive(Clone, Copy, Debug, Default)]

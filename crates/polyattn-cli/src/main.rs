@@ -16,7 +16,9 @@ fn main() {
     // mean", and the usage line; exit code 2 (0 for --help and --version).
     let args = cli::Cli::try_parse().unwrap_or_else(|e| e.exit());
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {e}");
+        if e.reported_here() {
+            eprintln!("error: {e}");
+        }
         std::process::exit(e.exit_code());
     }
 }

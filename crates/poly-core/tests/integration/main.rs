@@ -8,6 +8,7 @@ mod grouped_heads;
 mod kv_cache;
 mod overflow;
 mod packed;
+mod partial;
 mod properties;
 mod proptests;
 mod variant_matrix;

@@ -68,7 +68,7 @@ fn uneven(n: usize, ranks: usize, rank: usize) -> Vec<Range<usize>> {
     let weight: usize = (1..=ranks).sum();
     let cut = |r: usize| (n * (1..=r).sum::<usize>() / weight).max(r.min(n));
     let (start, end) = (cut(rank), if rank + 1 == ranks { n } else { cut(rank + 1) });
-    std::iter::once(start..end.max(start)).collect()
+    vec![start..end.max(start)]
 }
 
 fn exact_cases<C: Communicator, T: DistElement + Default>(comm: &C, tally: &mut Tally, tol: f64) {
@@ -155,9 +155,9 @@ fn sketched_cases<C: Communicator, T: DistElement + Default>(
         let first = (rank * per).min(chunks.len());
         let last = ((rank + 1) * per).min(chunks.len());
         if first < last {
-            std::iter::once(chunks[first].start..chunks[last - 1].end).collect()
+            vec![chunks[first].start..chunks[last - 1].end]
         } else {
-            std::iter::once(n..n).collect()
+            vec![n..n]
         }
     };
     for (map_name, map) in &maps {

@@ -8,3 +8,4 @@ mod grouped_heads;
 mod linear_attention;
 mod normalizer;
 mod packed;
+mod shards;

@@ -30,6 +30,16 @@ enum Plan {
 
 pub fn run(args: &AttendArgs) -> Result<(), CliError> {
     let plan = plan(args)?;
+    if args.distributed {
+        return match plan {
+            Plan::Exact(cfg) => {
+                super::distributed::run(args, super::distributed::Engine::Exact(cfg))
+            }
+            Plan::Linear(spec, cfg) => {
+                super::distributed::run(args, super::distributed::Engine::Sketched(spec, cfg))
+            }
+        };
+    }
     let inputs = Inputs::load(args)?;
     match DtypeArg::resolve(args.dtype, inputs.query_dtype()) {
         "f64" => run_typed::<f64>(args, &plan, &inputs),
@@ -312,7 +322,7 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
 }
 
 /// The output keeps q's rank: `[n, d_v]`, `[h, n, d_v]` or `[b, h, n, d_v]`.
-fn output_shape(query_rank: usize, bhnd: [usize; 4]) -> Vec<usize> {
+pub(super) fn output_shape(query_rank: usize, bhnd: [usize; 4]) -> Vec<usize> {
     bhnd[4 - query_rank.clamp(2, 4)..].to_vec()
 }
 

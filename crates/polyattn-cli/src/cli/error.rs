@@ -12,15 +12,24 @@ pub enum CliError {
     Attention(poly_core::Error),
     /// An output file or folder could not be written.
     Output(String),
+    /// A distributed run failed; every rank has the same message, and only the root `report`s
+    /// it (one line per job, not per rank).
+    Distributed { message: String, report: bool },
 }
 
 impl CliError {
+    /// Whether this process should print the error (a distributed job's other ranks stay quiet).
+    pub fn reported_here(&self) -> bool {
+        !matches!(self, CliError::Distributed { report: false, .. })
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_)
             | CliError::Data(_)
             | CliError::Attention(_)
-            | CliError::Output(_) => 2,
+            | CliError::Output(_)
+            | CliError::Distributed { .. } => 2,
         }
     }
 }
@@ -44,6 +53,7 @@ impl fmt::Display for CliError {
             ),
             CliError::Attention(e) => write!(f, "{e}"),
             CliError::Output(msg) => f.write_str(msg),
+            CliError::Distributed { message, .. } => f.write_str(message),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod attend;
 mod decode;
+mod distributed;
 mod error;
 mod features;
 mod inputs;
@@ -150,6 +151,18 @@ pub enum NormArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShardsArg {
+    Contiguous,
+    Zigzag,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScanArg {
+    Ordered,
+    Tree,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DtypeArg {
     F32,
     F64,
@@ -218,6 +231,23 @@ pub struct AttendArgs {
         conflicts_with = "seq_lens"
     )]
     pub decode: Option<usize>,
+    /// Run as one rank of `mpirun -np P polyattn attend ... --distributed` (a polyattn built
+    /// with `--features distributed`): each rank reads only its shard of the sequence axis from
+    /// the .npy inputs, the ranks compute together (exact kernels by ring attention, sketched
+    /// ones by a state scan), and each writes its rows of the one --out file. Needs --out and
+    /// n_q = n_k; not with --input, --seq-lens, --decode or --repeat.
+    #[arg(long)]
+    pub distributed: bool,
+    /// How the sequence is split over the ranks (with --distributed; default: zigzag for the
+    /// exact kernels with --causal, which balances their work, contiguous otherwise; the
+    /// sketched kernels need contiguous).
+    #[arg(long, value_enum, requires = "distributed")]
+    pub shards: Option<ShardsArg>,
+    /// How the sketched kernels' ranks combine their states (with --distributed): ordered
+    /// (rank to rank, bit-identical to one process when shards fall on its chunk grid) or tree
+    /// (MPI_Exscan, log P steps). Default: ordered.
+    #[arg(long, value_enum, requires = "distributed")]
+    pub scan: Option<ScanArg>,
     /// Worker threads (default: RAYON_NUM_THREADS or all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -2,6 +2,7 @@
 //! that once crashed, hung or exhausted the machine.
 
 mod decode;
+mod distributed;
 mod hostile;
 
 use poly_core::{AttentionConfig, Mask, Normalization, Tensor, reference_attention};
