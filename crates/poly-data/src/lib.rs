@@ -21,7 +21,7 @@ pub use error::{DataError, Result};
 pub use loaded::{LoadedTensor, TensorData};
 pub use npy::{read_npy, read_npy_bytes, write_npy, write_npy_fortran};
 pub use rows::{
-    NpyInfo, create_npy_for_rows, finish_npy_rows, npy_info, read_npy_rows, rows_temporary,
-    write_npy_rows,
+    RowSource, create_npy_for_rows, finish_npy_rows, npy_info, read_npy_rows, rows_temporary,
+    safetensors_info, write_npy_rows,
 };
 pub use safetensors_io::{read_safetensors, read_safetensors_bytes, write_safetensors_f32};

@@ -17,16 +17,31 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// What a `.npy` header says, for reading rows.
+/// How one stored element is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    F16,
+    Bf16,
+    F32,
+    F64,
+}
+
+/// One tensor stored row-major in a file (a `.npy` file, or one tensor of a `.safetensors`
+/// file), located by its header alone, for reading rows of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NpyInfo {
+pub struct RowSource {
+    path: PathBuf,
     /// The stored shape.
     pub shape: Vec<usize>,
     /// Bytes per element (2, 4 or 8).
     pub width: usize,
+    stored: Stored,
     little_endian: bool,
     data_offset: u64,
 }
+
+/// The largest `.safetensors` header read (the format's own limit).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
     move |source| DataError::Io {
@@ -47,7 +62,7 @@ fn format(path: &Path, reason: String) -> DataError {
 /// # Errors
 /// As [`crate::read_npy`] for the header; Fortran order (whose rows are not contiguous);
 /// a rank below 2; a file whose length disagrees with its shape.
-pub fn npy_info(path: &Path) -> Result<NpyInfo> {
+pub fn npy_info(path: &Path) -> Result<RowSource> {
     let mut file = File::open(path).map_err(io(path))?;
     let file_len = file.metadata().map_err(io(path))?.len();
     let mut first = [0u8; 12];
@@ -89,11 +104,98 @@ pub fn npy_info(path: &Path) -> Result<NpyInfo> {
             ),
         ));
     }
-    Ok(NpyInfo {
+    Ok(RowSource {
+        path: path.to_owned(),
         shape: header.shape,
         width,
+        stored: match width {
+            2 => Stored::F16,
+            4 => Stored::F32,
+            _ => Stored::F64,
+        },
         little_endian,
         data_offset: header.data_offset,
+    })
+}
+
+/// Reads only the header of a `.safetensors` file and locates the tensor `name` in it.
+///
+/// # Errors
+/// A missing file; a header that is not valid JSON, longer than the file or than 100 MB; a missing
+/// tensor (the names found are listed); a dtype other than F16, BF16, F32, F64; offsets that
+/// disagree with the shape or run past the file; a rank below 2.
+pub fn safetensors_info(path: &Path, name: &str) -> Result<RowSource> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let file_len = file.metadata().map_err(io(path))?.len();
+    let bad = |reason: String| format(path, format!("not a valid .safetensors file: {reason}"));
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_SAFETENSORS_HEADER || 8 + header_len > file_len {
+        return Err(bad(format!(
+            "a header of {header_len} bytes in a file of {file_len}"
+        )));
+    }
+    let mut text = vec![0u8; header_len as usize];
+    file.read_exact(&mut text).map_err(io(path))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("header JSON: {e}")))?;
+    let Some(entry) = header.get(name) else {
+        let mut found: Vec<String> = header
+            .as_object()
+            .map(|o| o.keys().filter(|k| *k != "__metadata__").cloned().collect())
+            .unwrap_or_default();
+        found.sort();
+        return Err(DataError::MissingTensor {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            found,
+        });
+    };
+    let dtype = entry["dtype"].as_str().unwrap_or("");
+    let (stored, width) = match dtype {
+        "F16" => (Stored::F16, 2),
+        "BF16" => (Stored::Bf16, 2),
+        "F32" => (Stored::F32, 4),
+        "F64" => (Stored::F64, 8),
+        _ => {
+            return Err(DataError::UnsupportedDType {
+                path: path.to_owned(),
+                dtype: dtype.to_owned(),
+            });
+        }
+    };
+    let numbers = |key: &str| -> Option<Vec<usize>> {
+        entry[key]
+            .as_array()?
+            .iter()
+            .map(|x| x.as_u64().map(|x| x as usize))
+            .collect()
+    };
+    let (Some(shape), Some(offsets)) = (numbers("shape"), numbers("data_offsets")) else {
+        return Err(bad(format!(
+            "tensor {name:?} lacks a shape or data offsets"
+        )));
+    };
+    let count = poly_core::checked_product("tensor data", &shape)
+        .map_err(|_| bad(format!("shape {shape:?} overflows")))?;
+    let fits = offsets.len() == 2
+        && offsets[0] <= offsets[1]
+        && (offsets[1] - offsets[0]) as u64 == count as u64 * width as u64
+        && 8 + header_len + offsets[1] as u64 <= file_len;
+    if !fits || shape.len() < 2 {
+        return Err(bad(format!(
+            "tensor {name:?}: shape {shape:?} (rank ≥ 2 needed) and offsets {offsets:?} disagree or run past the file"
+        )));
+    }
+    Ok(RowSource {
+        path: path.to_owned(),
+        shape,
+        width,
+        stored,
+        little_endian: true,
+        data_offset: 8 + header_len + offsets[0] as u64,
     })
 }
 
@@ -104,68 +206,83 @@ pub fn npy_info(path: &Path) -> Result<NpyInfo> {
 /// # Errors
 /// As [`npy_info`]; a segment beyond the sequence axis; a shard over the memory budget.
 pub fn read_npy_rows(path: &Path, segments: &[Range<usize>]) -> Result<LoadedTensor> {
-    let info = npy_info(path)?;
-    let rank = info.shape.len();
-    let (n, w) = (info.shape[rank - 2], info.shape[rank - 1]);
-    if let Some(bad) = segments.iter().find(|s| s.start > s.end || s.end > n) {
-        return Err(DataError::InvalidParameter {
-            name: "rows",
-            value: format!("{bad:?} of a sequence axis of {n} in {}", path.display()),
-            expected: "row ranges inside the sequence axis",
-        });
+    npy_info(path)?.read_rows(segments)
+}
+
+impl RowSource {
+    /// The file the tensor is in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    let rows: usize = segments.iter().map(|s| s.len()).sum();
-    let leading: usize = info.shape[..rank - 2].iter().product();
-    let count = leading * rows * w;
-    poly_core::check_allocation("tensor rows", count, info.width.max(4))
-        .map_err(|e| format(path, e.to_string()))?;
-    let file = File::open(path).map_err(io(path))?;
-    let mut raw = vec![0u8; count * info.width];
-    let row_bytes = w * info.width;
-    let mut at = 0;
-    for lead in 0..leading {
-        for s in segments {
-            let len = s.len() * row_bytes;
-            let offset = info.data_offset + ((lead * n + s.start) * row_bytes) as u64;
-            file.read_exact_at(&mut raw[at..at + len], offset)
-                .map_err(io(path))?;
-            at += len;
+
+    /// Reads the rows `segments` (in order) of the sequence axis (the second-to-last) from every
+    /// leading index: a tensor of the stored rank whose sequence axis has the segments' total
+    /// length. Half precision is widened to f32.
+    ///
+    /// # Errors
+    /// A segment beyond the sequence axis; a shard over the memory budget; a failed read.
+    pub fn read_rows(&self, segments: &[Range<usize>]) -> Result<LoadedTensor> {
+        let (info, path) = (self, self.path.as_path());
+        let rank = info.shape.len();
+        let (n, w) = (info.shape[rank - 2], info.shape[rank - 1]);
+        if let Some(bad) = segments.iter().find(|s| s.start > s.end || s.end > n) {
+            return Err(DataError::InvalidParameter {
+                name: "rows",
+                value: format!("{bad:?} of a sequence axis of {n} in {}", path.display()),
+                expected: "row ranges inside the sequence axis",
+            });
         }
+        let rows: usize = segments.iter().map(|s| s.len()).sum();
+        let leading: usize = info.shape[..rank - 2].iter().product();
+        let count = leading * rows * w;
+        poly_core::check_allocation("tensor rows", count, info.width.max(4))
+            .map_err(|e| format(path, e.to_string()))?;
+        let file = File::open(path).map_err(io(path))?;
+        let mut raw = vec![0u8; count * info.width];
+        let row_bytes = w * info.width;
+        let mut at = 0;
+        for lead in 0..leading {
+            for s in segments {
+                let len = s.len() * row_bytes;
+                let offset = info.data_offset + ((lead * n + s.start) * row_bytes) as u64;
+                file.read_exact_at(&mut raw[at..at + len], offset)
+                    .map_err(io(path))?;
+                at += len;
+            }
+        }
+        let widen = |half| TensorData::F32(crate::half::widen(&raw, half, info.little_endian));
+        let data = match info.stored {
+            Stored::F16 => widen(crate::half::Half::F16),
+            Stored::Bf16 => widen(crate::half::Half::Bf16),
+            Stored::F32 => TensorData::F32(
+                raw.chunks_exact(4)
+                    .map(|b| {
+                        let b = b.try_into().expect("4 bytes");
+                        if info.little_endian {
+                            f32::from_le_bytes(b)
+                        } else {
+                            f32::from_be_bytes(b)
+                        }
+                    })
+                    .collect(),
+            ),
+            Stored::F64 => TensorData::F64(
+                raw.chunks_exact(8)
+                    .map(|b| {
+                        let b = b.try_into().expect("8 bytes");
+                        if info.little_endian {
+                            f64::from_le_bytes(b)
+                        } else {
+                            f64::from_be_bytes(b)
+                        }
+                    })
+                    .collect(),
+            ),
+        };
+        let mut shape = info.shape.clone();
+        shape[rank - 2] = rows;
+        Ok(LoadedTensor { shape, data })
     }
-    let data = match info.width {
-        2 => TensorData::F32(crate::half::widen(
-            &raw,
-            crate::half::Half::F16,
-            info.little_endian,
-        )),
-        4 => TensorData::F32(
-            raw.chunks_exact(4)
-                .map(|b| {
-                    let b = b.try_into().expect("4 bytes");
-                    if info.little_endian {
-                        f32::from_le_bytes(b)
-                    } else {
-                        f32::from_be_bytes(b)
-                    }
-                })
-                .collect(),
-        ),
-        _ => TensorData::F64(
-            raw.chunks_exact(8)
-                .map(|b| {
-                    let b = b.try_into().expect("8 bytes");
-                    if info.little_endian {
-                        f64::from_le_bytes(b)
-                    } else {
-                        f64::from_be_bytes(b)
-                    }
-                })
-                .collect(),
-        ),
-    };
-    let mut shape = info.shape;
-    shape[rank - 2] = rows;
-    Ok(LoadedTensor { shape, data })
 }
 
 /// The temporary file several processes fill before [`finish_npy_rows`] renames it to `path`.
@@ -328,6 +445,33 @@ mod tests {
             crate::read_npy(&out32).unwrap().to_vec::<f32>(),
             [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
         );
+    }
+
+    #[test]
+    fn safetensors_rows_equal_the_whole_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qkv.safetensors");
+        let q: Vec<f32> = (0..2 * 7 * 3).map(|i| i as f32 - 20.0).collect();
+        let k: Vec<f32> = (0..2 * 7 * 3).map(|i| 0.5 * i as f32).collect();
+        crate::write_safetensors_f32(&path, &[("q", vec![2, 7, 3], &q), ("k", vec![2, 7, 3], &k)])
+            .unwrap();
+        let source = safetensors_info(&path, "k").unwrap();
+        assert_eq!(source.shape, [2, 7, 3]);
+        let rows = source.read_rows(&[5..7, 0..1]).unwrap();
+        assert_eq!(rows.shape, [2, 3, 3]);
+        let expected: Vec<f32> = [5, 6, 0, 12, 13, 7]
+            .iter()
+            .flat_map(|&r| k[r * 3..r * 3 + 3].to_vec())
+            .collect();
+        assert_eq!(rows.to_vec::<f32>(), expected);
+        assert!(
+            matches!(safetensors_info(&path, "v"), Err(DataError::MissingTensor { found, .. }) if found == ["k", "q"])
+        );
+        std::fs::write(&path, [200u8, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+        assert!(matches!(
+            safetensors_info(&path, "q"),
+            Err(DataError::Format { .. })
+        ));
     }
 
     #[test]

@@ -95,6 +95,18 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
         &config_words(cfg, q.shape(), kv_heads, d_v, size_of::<T>()),
     )?;
     let n = shards.n;
+    // MPI counts elements in a C int: a shard message may not hold more.
+    let widest = (0..shards.segments.len())
+        .map(|r| shards.rows(r))
+        .max()
+        .unwrap_or(0);
+    if widest.saturating_mul(batch * kv_heads * d.max(d_v)) > i32::MAX as usize {
+        return Err(unsupported(format!(
+            "a key shard of {widest} rows × {batch}·{kv_heads} heads × {} values exceeds MPI's \
+             2^31 − 1 elements per message: use more ranks",
+            d.max(d_v)
+        )));
+    }
     let local = PartialAttention::new(q, segments, n, n, kv_heads, d_v, cfg)
         .and_then(|p| p.prepare_keys(k, v, segments).map(|keys| (p, keys)));
     let (mut partial, keys) = agree(comm, local)?;

@@ -24,10 +24,6 @@ fn usage(msg: impl Into<String>) -> CliError {
 /// The flags a distributed run cannot take, checked before MPI starts.
 fn check_flags(args: &AttendArgs, engine: &Engine) -> Result<(), CliError> {
     let excluded = [
-        (
-            "--input (read .npy files: a rank reads its rows of each)",
-            args.input.is_some(),
-        ),
         ("--seq-lens", args.seq_lens.is_some()),
         ("--decode", args.decode.is_some()),
         (
@@ -100,14 +96,13 @@ mod ranks {
     use crate::cli::attend::output_shape;
     use poly_core::Mask;
     use poly_data::{
-        create_npy_for_rows, finish_npy_rows, npy_info, read_npy_rows, write_npy_rows,
+        RowSource, create_npy_for_rows, finish_npy_rows, npy_info, safetensors_info, write_npy_rows,
     };
     use poly_dist::mpi::traits::{Communicator, CommunicatorCollectives};
     use poly_dist::{
         DistElement, DistError, FailureKind, ShardLayout, StateScan, agree_described,
         ring_attention, sketched_attention,
     };
-    use std::path::PathBuf;
 
     fn failed(e: DistError, root: bool) -> CliError {
         CliError::Distributed {
@@ -146,23 +141,19 @@ mod ranks {
         world: &impl Communicator,
     ) -> Result<(), CliError> {
         let root = world.rank() == 0;
-        let paths: [PathBuf; 3] = match (&args.q, &args.k, &args.v) {
-            (Some(q), Some(k), Some(v)) => [q.clone(), k.clone(), v.clone()],
+        // Headers only: each rank then reads just its rows of each tensor.
+        let sources = match (&args.input, &args.q, &args.k, &args.v) {
+            (Some(file), ..) => ["q", "k", "v"].map(|name| safetensors_info(file, name)),
+            (None, Some(q), Some(k), Some(v)) => [q, k, v].map(|p| npy_info(p)),
             _ => {
                 return Err(CliError::Usage(
-                    "--distributed reads --q, --k and --v .npy files".into(),
+                    "give the inputs as --q Q.npy --k K.npy --v V.npy or as --input FILE.safetensors".into(),
                 ));
             }
         };
         let infos = agree_described(
             world,
-            described(
-                paths
-                    .each_ref()
-                    .map(|p| npy_info(p))
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>(),
-            ),
+            described(sources.into_iter().collect::<Result<Vec<_>, _>>()),
         )
         .map_err(|e| failed(e, root))?;
         let seq = |i: usize| infos[i].shape[infos[i].shape.len() - 2];
@@ -177,8 +168,8 @@ mod ranks {
         }
         let file_dtype = if infos[0].width == 8 { "f64" } else { "f32" };
         match DtypeArg::resolve(args.dtype, file_dtype) {
-            "f64" => typed::<f64>(args, &engine, world, &paths, n, infos[0].shape.len()),
-            _ => typed::<f32>(args, &engine, world, &paths, n, infos[0].shape.len()),
+            "f64" => typed::<f64>(args, &engine, world, &infos, n),
+            _ => typed::<f32>(args, &engine, world, &infos, n),
         }
     }
 
@@ -186,10 +177,10 @@ mod ranks {
         args: &AttendArgs,
         engine: &Engine,
         world: &impl Communicator,
-        paths: &[PathBuf; 3],
+        sources: &[RowSource],
         n: usize,
-        query_rank: usize,
     ) -> Result<(), CliError> {
+        let query_rank = sources[0].shape.len();
         let (size, rank) = (world.size() as usize, world.rank() as usize);
         let root = rank == 0;
         let layout = match (args.shards, engine) {
@@ -206,10 +197,16 @@ mod ranks {
                 "{size} ranks for a sequence of {n}: every rank needs at least one row"
             )));
         }
-        let read = paths
-            .each_ref()
-            .map(|p| read_npy_rows(p, &segments).and_then(|t| t.to_bhnd::<T>(p)));
-        let [q, k, v] = read;
+        let read: Vec<_> = sources
+            .iter()
+            .map(|s| {
+                s.read_rows(&segments)
+                    .and_then(|t| t.to_bhnd::<T>(s.path()))
+            })
+            .collect();
+        let [q, k, v]: [_; 3] = read
+            .try_into()
+            .map_err(|_| CliError::Usage("three inputs".into()))?;
         let tensors = agree_described(world, described(q.and_then(|q| Ok((q, k?, v?)))))
             .map_err(|e| failed(e, root))?;
         let (q, k, v) = tensors;

@@ -233,9 +233,9 @@ pub struct AttendArgs {
     pub decode: Option<usize>,
     /// Run as one rank of `mpirun -np P polyattn attend ... --distributed` (a polyattn built
     /// with `--features distributed`): each rank reads only its shard of the sequence axis from
-    /// the .npy inputs, the ranks compute together (exact kernels by ring attention, sketched
+    /// the .npy or .safetensors inputs, the ranks compute together (exact kernels by ring attention, sketched
     /// ones by a state scan), and each writes its rows of the one --out file. Needs --out and
-    /// n_q = n_k; not with --input, --seq-lens, --decode or --repeat.
+    /// n_q = n_k; not with --seq-lens, --decode or --repeat.
     #[arg(long)]
     pub distributed: bool,
     /// How the sequence is split over the ranks (with --distributed; default: zigzag for the

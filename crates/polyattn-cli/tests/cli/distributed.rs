@@ -81,6 +81,49 @@ fn distributed_runs_write_the_single_process_output() {
 
 #[cfg(feature = "distributed")]
 #[test]
+fn distributed_runs_read_rows_of_a_safetensors_file() {
+    let files = Files::new();
+    let (h, n, d) = (3, 97, 5);
+    let x: Vec<Vec<f32>> = (0..3).map(|i| random(10 + i, h * n * d)).collect();
+    let input = files.path("qkv.safetensors");
+    let shape = vec![h, n, d];
+    poly_data::write_safetensors_f32(
+        &input,
+        &[
+            ("q", shape.clone(), &x[0]),
+            ("k", shape.clone(), &x[1]),
+            ("v", shape, &x[2]),
+        ],
+    )
+    .unwrap();
+    let (one, many) = (files.path("one.npy"), files.path("many.npy"));
+    let (code, _, stderr) =
+        polyattn(&["attend", "--input", s(&input), "--causal", "--out", s(&one)]);
+    assert_eq!(code, 0, "{stderr}");
+    let args = [
+        "attend",
+        "--input",
+        s(&input),
+        "--causal",
+        "--out",
+        s(&many),
+        "--distributed",
+    ];
+    let (code, _, stderr) = mpirun(3, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let (a, b) = (
+        super::read_f32(&one, &[h, n, d]),
+        super::read_f32(&many, &[h, n, d]),
+    );
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err <= 1e-5, "{err}");
+}
+
+#[cfg(feature = "distributed")]
+#[test]
 fn a_bad_shard_fails_the_job_with_one_error_line() {
     let files = Files::new();
     let (n, d) = (64, 4);
