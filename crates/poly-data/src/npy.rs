@@ -61,24 +61,7 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
         path: path.to_owned(),
         source,
     };
-    let mut first = [0u8; 12];
-    let got = read_up_to(&mut file, &mut first).map_err(io)?;
-    let (prefix, header_len) =
-        npy_header::prefix(&first[..got], file_len).map_err(|r| invalid_npy(path, r))?;
-    let mut text = vec![0u8; header_len as usize]; // ≤ MAX_HEADER_BYTES, checked above
-    file.seek(SeekFrom::Start(prefix)).map_err(io)?;
-    file.read_exact(&mut text).map_err(io)?;
-    let header = npy_header::parse(&text, prefix).map_err(|r| invalid_npy(path, r))?;
-    let (little_endian, width) = match header.descr.as_bytes() {
-        [b'<' | b'=', b'f', w @ (b'2' | b'4' | b'8')] => (true, (w - b'0') as usize),
-        [b'>', b'f', w @ (b'2' | b'4' | b'8')] => (false, (w - b'0') as usize),
-        _ => {
-            return Err(DataError::UnsupportedDType {
-                path: path.to_owned(),
-                dtype: header.descr,
-            });
-        }
-    };
+    let (header, little_endian, width) = read_header(&mut file, file_len, path)?;
     let count = poly_core::checked_product("tensor data", &header.shape).map_err(|_| {
         format_error(
             path,
@@ -115,32 +98,65 @@ fn read_npy_from(mut file: impl Read + Seek, file_len: u64, path: &Path) -> Resu
         let values = crate::half::widen(&raw, crate::half::Half::F16, little_endian);
         TensorData::F32(reorder(values, &header.shape, order))
     } else if width == 4 {
-        let decode = if little_endian {
-            f32::from_le_bytes
-        } else {
-            f32::from_be_bytes
-        };
-        let values = raw
-            .chunks_exact(4)
-            .map(|b| decode(b.try_into().expect("4 bytes")))
-            .collect();
+        let values = decode(&raw, little_endian, f32::from_le_bytes, f32::from_be_bytes);
         TensorData::F32(reorder(values, &header.shape, order))
     } else {
-        let decode = if little_endian {
-            f64::from_le_bytes
-        } else {
-            f64::from_be_bytes
-        };
-        let values = raw
-            .chunks_exact(8)
-            .map(|b| decode(b.try_into().expect("8 bytes")))
-            .collect();
+        let values = decode(&raw, little_endian, f64::from_le_bytes, f64::from_be_bytes);
         TensorData::F64(reorder(values, &header.shape, order))
     };
     Ok(LoadedTensor {
         shape: header.shape,
         data,
     })
+}
+
+/// The header of a `.npy` file of `file_len` bytes (read from its start), with its byte order and
+/// element width.
+///
+/// # Errors
+/// As [`read_npy`] for the header: a bad magic or version, an oversized, truncated or malformed
+/// header, an element type other than float16/32/64.
+pub(crate) fn read_header(
+    file: &mut (impl Read + Seek),
+    file_len: u64,
+    path: &Path,
+) -> Result<(npy_header::Header, bool, usize)> {
+    let io = |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut first = [0u8; 12];
+    let got = read_up_to(file, &mut first).map_err(io)?;
+    let (prefix, header_len) =
+        npy_header::prefix(&first[..got], file_len).map_err(|r| invalid_npy(path, r))?;
+    let mut text = vec![0u8; header_len as usize]; // ≤ MAX_HEADER_BYTES, checked above
+    file.seek(SeekFrom::Start(prefix)).map_err(io)?;
+    file.read_exact(&mut text).map_err(io)?;
+    let header = npy_header::parse(&text, prefix).map_err(|r| invalid_npy(path, r))?;
+    let (little_endian, width) = match header.descr.as_bytes() {
+        [b'<' | b'=', b'f', w @ (b'2' | b'4' | b'8')] => (true, (w - b'0') as usize),
+        [b'>', b'f', w @ (b'2' | b'4' | b'8')] => (false, (w - b'0') as usize),
+        _ => {
+            return Err(DataError::UnsupportedDType {
+                path: path.to_owned(),
+                dtype: header.descr,
+            });
+        }
+    };
+    Ok((header, little_endian, width))
+}
+
+/// Decodes `N`-byte elements in either byte order.
+pub(crate) fn decode<const N: usize, T>(
+    raw: &[u8],
+    little_endian: bool,
+    le: fn([u8; N]) -> T,
+    be: fn([u8; N]) -> T,
+) -> Vec<T> {
+    let from = if little_endian { le } else { be };
+    raw.chunks_exact(N)
+        .map(|b| from(b.try_into().expect("chunks of N bytes")))
+        .collect()
 }
 
 fn invalid_npy(path: &Path, reason: String) -> DataError {

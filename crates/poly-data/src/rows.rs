@@ -9,10 +9,10 @@
 
 use crate::error::{DataError, Result};
 use crate::loaded::{LoadedTensor, TensorData};
-use crate::npy_header;
+use crate::npy::decode;
 use poly_core::Element;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -65,25 +65,7 @@ fn format(path: &Path, reason: String) -> DataError {
 pub fn npy_info(path: &Path) -> Result<RowSource> {
     let mut file = File::open(path).map_err(io(path))?;
     let file_len = file.metadata().map_err(io(path))?.len();
-    let mut first = [0u8; 12];
-    let got = file.read(&mut first).map_err(io(path))?;
-    let (prefix, header_len) = npy_header::prefix(&first[..got], file_len)
-        .map_err(|r| format(path, format!("not a valid .npy file: {r}")))?;
-    let mut text = vec![0u8; header_len as usize];
-    file.seek(SeekFrom::Start(prefix)).map_err(io(path))?;
-    file.read_exact(&mut text).map_err(io(path))?;
-    let header = npy_header::parse(&text, prefix)
-        .map_err(|r| format(path, format!("not a valid .npy file: {r}")))?;
-    let (little_endian, width) = match header.descr.as_bytes() {
-        [b'<' | b'=', b'f', w @ (b'2' | b'4' | b'8')] => (true, (w - b'0') as usize),
-        [b'>', b'f', w @ (b'2' | b'4' | b'8')] => (false, (w - b'0') as usize),
-        _ => {
-            return Err(DataError::UnsupportedDType {
-                path: path.to_owned(),
-                dtype: header.descr,
-            });
-        }
-    };
+    let (header, little_endian, width) = crate::npy::read_header(&mut file, file_len, path)?;
     if header.fortran_order || header.shape.len() < 2 {
         return Err(format(
             path,
@@ -254,30 +236,18 @@ impl RowSource {
         let data = match info.stored {
             Stored::F16 => widen(crate::half::Half::F16),
             Stored::Bf16 => widen(crate::half::Half::Bf16),
-            Stored::F32 => TensorData::F32(
-                raw.chunks_exact(4)
-                    .map(|b| {
-                        let b = b.try_into().expect("4 bytes");
-                        if info.little_endian {
-                            f32::from_le_bytes(b)
-                        } else {
-                            f32::from_be_bytes(b)
-                        }
-                    })
-                    .collect(),
-            ),
-            Stored::F64 => TensorData::F64(
-                raw.chunks_exact(8)
-                    .map(|b| {
-                        let b = b.try_into().expect("8 bytes");
-                        if info.little_endian {
-                            f64::from_le_bytes(b)
-                        } else {
-                            f64::from_be_bytes(b)
-                        }
-                    })
-                    .collect(),
-            ),
+            Stored::F32 => TensorData::F32(decode(
+                &raw,
+                info.little_endian,
+                f32::from_le_bytes,
+                f32::from_be_bytes,
+            )),
+            Stored::F64 => TensorData::F64(decode(
+                &raw,
+                info.little_endian,
+                f64::from_le_bytes,
+                f64::from_be_bytes,
+            )),
         };
         let mut shape = info.shape.clone();
         shape[rank - 2] = rows;

@@ -340,14 +340,7 @@ fn failure_cases<C: Communicator>(comm: &C, tally: &mut Tally) {
     }
     let cfg = AttentionConfig::polynomial(2).with_mask(Mask::Causal);
     let result = ring_attention(comm, lq.view(), nan_k.view(), lv.view(), &segs, &cfg);
-    let same = agreed(
-        comm,
-        &result
-            .as_ref()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default(),
-    );
+    let same = same_outcome(comm, &result);
     let expected_rank = Some(size - 1);
     tally.check(
         "a NaN on the last rank fails every rank alike",
@@ -368,14 +361,7 @@ fn failure_cases<C: Communicator>(comm: &C, tally: &mut Tally) {
         &segs,
         &AttentionConfig::polynomial(2),
     );
-    let same = agreed(
-        comm,
-        &result
-            .as_ref()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default(),
-    );
+    let same = same_outcome(comm, &result);
     tally.check(
         "a row error on rank 0 fails every rank alike",
         matches!(&result, Err(e) if e.rank == Some(0) && e.kind == FailureKind::Row) && same,
@@ -407,6 +393,18 @@ fn failure_cases<C: Communicator>(comm: &C, tally: &mut Tally) {
         clean.is_ok(),
         || format!("{:?}", clean.err()),
     );
+}
+
+/// Whether every rank got the same outcome (the same error message, or success).
+fn same_outcome<C: Communicator, R>(comm: &C, result: &poly_dist::Result<R>) -> bool {
+    agreed(
+        comm,
+        &result
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+    )
 }
 
 /// Whether every rank passed the same string.
