@@ -30,6 +30,19 @@ const STEPS: &[(&str, Step)] = &[
             "warnings",
         ]),
     ),
+    // The command line as most users build it: without the MPI feature.
+    (
+        "clippy cli",
+        Step::Cargo(&[
+            "clippy",
+            "-p",
+            "polyattn-cli",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ),
     // Every target with tests (`test = false` ones are skipped, unlike with --all-targets), and
     // the criterion benches once each in test mode; clippy has already compiled the examples.
     (

@@ -367,7 +367,7 @@ pub fn write(cells: &[AccuracyCell], plan: &AccuracyPlan, dir: &Path) -> Result<
             log_x: true,
             log_y: true,
         };
-        line_plot(&dir.join(file), &axes, &series)?;
+        line_plot(&dir.join(file), &axes, &series, &[])?;
     }
     Ok(())
 }

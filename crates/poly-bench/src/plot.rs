@@ -2,7 +2,7 @@
 
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
-use poly_reproduce::plots::COLORS;
+use poly_reproduce::plots::{COLORS, KeyTicks, Mark, legend_panel, with_legend_panel};
 use std::path::Path;
 
 /// A labelled series of `(x, y)` points.
@@ -40,19 +40,75 @@ fn range(values: impl Iterator<Item = f64> + Clone, log: bool) -> (f64, f64) {
     }
 }
 
-/// Draws `series` as lines with points into an SVG at `path`.
+/// The x range: the measured span with a margin on both sides (an x axis need not reach 0).
+fn x_range(values: impl Iterator<Item = f64> + Clone, log: bool) -> (f64, f64) {
+    let (lo, hi) = range(values.clone(), log);
+    if log {
+        return (lo, hi);
+    }
+    let lo = values.fold(f64::INFINITY, f64::min);
+    let pad = 0.05 * (hi - lo).max(1.0);
+    (lo - pad, hi)
+}
+
+/// The x ticks: exactly the measured x values (the n of a sweep, the thread counts, the sketch
+/// sizes), so a reader reads each point's x off the axis.
+fn x_ticks(series: &[Series]) -> Vec<f64> {
+    let mut xs: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
+/// Whole numbers without decimals (n, threads, r); others with up to three significant digits
+/// and no trailing zeros (0.25, 0.001, 1.5e-7).
+fn tick_label(v: &f64) -> String {
+    let v = *v;
+    if v == 0.0 || (v - v.round()).abs() < 1e-9 * v.abs().max(1.0) {
+        return format!("{}", v.round() as i64);
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if !(-4..6).contains(&magnitude) {
+        return format!("{v:.2e}");
+    }
+    let decimals = (2 - magnitude).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_owned()
+}
+
+/// The picture; the legend panel takes its right [`poly_reproduce::plots::LEGEND_WIDTH`] pixels,
+/// so a legend never covers data.
+const WIDTH: u32 = 1000;
+const HEIGHT: u32 = 560;
+
+/// Draws `series` as lines with points, and `references` (an ideal, a bound) as dashed grey
+/// lines without points, into an SVG at `path`; the legend sits beside the chart.
 ///
 /// # Errors
 /// A message when plotters fails to draw or write.
-pub fn line_plot(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+pub fn line_plot(
+    path: &Path,
+    axes: &Axes<'_>,
+    series: &[Series],
+    references: &[Series],
+) -> Result<(), String> {
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let points = series.iter().flat_map(|(_, p)| p.iter().copied());
-    let (x0, x1) = range(points.clone().map(|p| p.0), axes.log_x);
+    let (chart_area, legend_area) = with_legend_panel(&root);
+    let points = series
+        .iter()
+        .chain(references)
+        .flat_map(|(_, p)| p.iter().copied());
+    let (x0, x1) = x_range(points.clone().map(|p| p.0), axes.log_x);
     let (y0, y1) = range(points.map(|p| p.1), axes.log_y);
-    let mut builder = ChartBuilder::on(&root);
+    let ticks = x_ticks(series);
+    let mut builder = ChartBuilder::on(&chart_area);
     builder
-        .caption(axes.title, ("sans-serif", 22))
+        .caption(axes.title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70);
@@ -60,38 +116,71 @@ pub fn line_plot(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Result<(), 
     match (axes.log_x, axes.log_y) {
         (true, true) => draw(
             builder
-                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                .build_cartesian_2d(
+                    KeyTicks(LogCoord::from((x0..x1).log_scale()), ticks),
+                    (y0..y1).log_scale(),
+                )
                 .map_err(err)?,
             axes,
             series,
+            references,
         )?,
         (true, false) => draw(
             builder
-                .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                .build_cartesian_2d(
+                    KeyTicks(LogCoord::from((x0..x1).log_scale()), ticks),
+                    y0..y1,
+                )
                 .map_err(err)?,
             axes,
             series,
+            references,
         )?,
         (false, true) => draw(
             builder
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .build_cartesian_2d(
+                    KeyTicks(plotters::coord::types::RangedCoordf64::from(x0..x1), ticks),
+                    (y0..y1).log_scale(),
+                )
                 .map_err(err)?,
             axes,
             series,
+            references,
         )?,
         (false, false) => draw(
-            builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?,
+            builder
+                .build_cartesian_2d(
+                    KeyTicks(plotters::coord::types::RangedCoordf64::from(x0..x1), ticks),
+                    y0..y1,
+                )
+                .map_err(err)?,
             axes,
             series,
+            references,
         )?,
     }
+    let mut rows: Vec<(String, Mark)> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (label, _))| (label.clone(), Mark::LineAndDot(COLORS[i % COLORS.len()])))
+        .collect();
+    rows.extend(
+        references
+            .iter()
+            .map(|(label, _)| (label.clone(), Mark::Dashed(REFERENCE))),
+    );
+    legend_panel(&legend_area, &rows)?;
     root.present().map_err(err)
 }
+
+/// The colour of reference lines.
+const REFERENCE: RGBColor = RGBColor(110, 110, 110);
 
 fn draw<'a, X, Y>(
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     axes: &Axes<'_>,
     series: &[Series],
+    references: &[Series],
 ) -> Result<(), String>
 where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -101,28 +190,30 @@ where
         .configure_mesh()
         .x_desc(axes.x)
         .y_desc(axes.y)
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
         .draw()
         .map_err(err)?;
-    for (i, (label, points)) in series.iter().enumerate() {
+    for (_, points) in references {
+        chart
+            .draw_series(DashedLineSeries::new(
+                points.clone(),
+                8,
+                6,
+                REFERENCE.stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    for (i, (_, points)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .map_err(err)?;
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    Ok(())
 }
 
 /// Least-squares slope of `log y` against `log x`: the exponent of a power law.
@@ -165,7 +256,14 @@ mod tests {
             log_x: true,
             log_y: true,
         };
-        line_plot(&path, &axes, &[("a".into(), vec![(1.0, 2.0), (4.0, 8.0)])]).unwrap();
+        let ideal = [("ideal".into(), vec![(1.0, 1.0), (4.0, 4.0)])];
+        line_plot(
+            &path,
+            &axes,
+            &[("a".into(), vec![(1.0, 2.0), (4.0, 8.0)])],
+            &ideal,
+        )
+        .unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let texts: Vec<&str> = svg
             .split("<text")
@@ -174,6 +272,17 @@ mod tests {
             .map(str::trim)
             .collect();
         assert!(svg.contains("<svg") && svg.contains("<polyline"), "{svg}");
-        assert!(texts.contains(&"a") && texts.contains(&"t"), "{texts:?}");
+        assert!(
+            texts.contains(&"a") && texts.contains(&"t") && texts.contains(&"ideal"),
+            "{texts:?}"
+        );
+        // The x ticks are the measured x values, as whole numbers.
+        assert!(texts.contains(&"1") && texts.contains(&"4"), "{texts:?}");
+        assert!(!texts.iter().any(|t| t.ends_with(".0")), "{texts:?}");
+        let labels: Vec<String> = [0.25, 0.001, 1.5e-7, 65536.0, 3.0]
+            .iter()
+            .map(tick_label)
+            .collect();
+        assert_eq!(labels, ["0.25", "0.001", "1.50e-7", "65536", "3"]);
     }
 }

@@ -327,7 +327,7 @@ pub fn write_scaling(sweep: &Sweep, dir: &Path) -> Result<(), String> {
         log_x: true,
         log_y: true,
     };
-    line_plot(&dir.join("scaling.svg"), &axes, &series)
+    line_plot(&dir.join("scaling.svg"), &axes, &series, &[])
 }
 
 /// Times each `(method, causal)` at every thread count `1..=max_threads`.
@@ -437,7 +437,7 @@ pub fn threads_markdown(sweep: &Sweep) -> String {
 pub fn write_threads(sweep: &Sweep, dir: &Path) -> Result<(), String> {
     records::write(dir, "threads", &sweep.records, &sweep.machine)?;
     std::fs::write(dir.join("threads.md"), threads_markdown(sweep)).map_err(|e| e.to_string())?;
-    let mut series: Vec<Series> = by_series(&sweep.records)
+    let series: Vec<Series> = by_series(&sweep.records)
         .into_iter()
         .map(|(label, rs)| {
             let one = rs
@@ -453,7 +453,10 @@ pub fn write_threads(sweep: &Sweep, dir: &Path) -> Result<(), String> {
         })
         .collect();
     let max = sweep.machine.threads as f64;
-    series.push(("ideal".into(), vec![(1.0, 1.0), (max, max)]));
+    let ideal = [(
+        "ideal (linear speedup)".to_owned(),
+        vec![(1.0, 1.0), (max, max)],
+    )];
     let axes = Axes {
         title: "Speedup over one thread",
         x: "threads",
@@ -461,7 +464,7 @@ pub fn write_threads(sweep: &Sweep, dir: &Path) -> Result<(), String> {
         log_x: false,
         log_y: false,
     };
-    line_plot(&dir.join("threads.svg"), &axes, &series)
+    line_plot(&dir.join("threads.svg"), &axes, &series, &ideal)
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use super::{AttendArgs, CliError, ShardsArg};
 use poly_core::AttentionConfig;
 use poly_sketch::{LinearAttentionConfig, MapSpec};
 
-/// What the ranks compute.
+/// What the ranks compute (read only by the MPI build).
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 pub enum Engine {
     Exact(AttentionConfig),
     Sketched(MapSpec, LinearAttentionConfig),

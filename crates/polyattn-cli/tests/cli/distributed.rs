@@ -1,7 +1,7 @@
 //! `mpirun -np P polyattn attend --distributed` (with the `distributed` feature) against the
 //! single-process command on the same files; without the feature, the flag's error.
 
-use super::{Files, polyattn, random, s};
+use super::{Files, random, s};
 
 #[cfg(feature = "distributed")]
 fn mpirun(ranks: usize, args: &[&str]) -> (i32, String, String) {
@@ -47,7 +47,7 @@ fn distributed_runs_write_the_single_process_output() {
         let one = files.path(&format!("one{i}.npy"));
         let mut args = vec!["attend", "--q", &q, "--k", &k, "--v", &v, "--out", s(&one)];
         args.extend_from_slice(extra);
-        let (code, _, stderr) = polyattn(&args);
+        let (code, _, stderr) = super::polyattn(&args);
         assert_eq!(code, 0, "{stderr}");
         let expected = super::read_f32(&one, &[b, h, n, dv]);
         for ranks in [2, 3] {
