@@ -34,31 +34,37 @@ struct Forwarded {
 enum Command {
     /// The main job: quick scaling sweep, thread scaling, quick reproduction and the sketch
     /// accuracy study in <target>/polyattn/report/ (report.md + SVGs). `--candle` adds candle's
-    /// CPU attention as peers. Other options: `cargo xtask report --help`.
+    /// CPU attention as peers. Other options: `cargo xtask report --help`. About 110 s of
+    /// measurements on 2 cores once built.
     Report(Forwarded),
     /// Time vs n (doubling) for exact β = 4, softmax and sketched PolySketch, causal and not,
     /// with fitted log-log slopes and % of the GEMM rate (`--quick`, `--max-n`, `--budget-s`,
-    /// `--candle`, …: `cargo xtask scaling --help`).
+    /// `--candle`, …: `cargo xtask scaling --help`). Up to 90 s per series (`--budget-s`).
     Scaling(Forwarded),
-    /// Speedup from one thread to all of them (`cargo xtask threads --help`).
+    /// Speedup from one thread to all of them (`cargo xtask threads --help`). About 10 s on 2
+    /// cores once built.
     Threads(Forwarded),
     /// The model-shaped variants: sliding window w = 512 against n (share of the GEMM rate over
     /// in-band pairs), GQA g = 4 against H_kv = H, and the KV-cache decode step on 1 and all
-    /// threads with K+V bytes per second against memcpy (`--quick`).
+    /// threads with K+V bytes per second against memcpy (`--quick`: about 10 s once built; the
+    /// full sizes about a minute).
     Variants(Forwarded),
-    /// The exact backward against the forward and the GEMM rate (`--n 1024,4096`).
+    /// The exact backward against the forward and the GEMM rate (`--n 1024,4096`). About 20 s
+    /// once built.
     Gradients(Forwarded),
     /// Strong and weak scaling of the distributed engines (ring, state scan) under mpirun with
     /// 1, 2 and 4 ranks, bytes sent against the model, and the cost model's speedup at P = 8 …
-    /// 1024 (`--quick`). Needs OpenMPI (`cargo xtask mpi-check`).
+    /// 1024 (`--quick`). Needs OpenMPI (`cargo xtask mpi-check`). About 3 minutes on 2 cores
+    /// once built.
     Distributed(Forwarded),
     /// Checks that OpenMPI and libclang are installed (what poly-dist needs to build), and says
     /// how to install what is missing.
     MpiCheck,
-    /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`).
+    /// The sketch accuracy study: relative error vs sketch size, each family (`--quick`: about
+    /// 30 s once built).
     Accuracy(Forwarded),
     /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
-    /// (`--max-n`).
+    /// (`--max-n`). About 30 s once built.
     Memory(Forwarded),
     /// valgrind callgrind instruction counts of one scenario (poly4, softmax, polysketch, …) on
     /// one thread and one head.
