@@ -7,15 +7,25 @@
 /// Below this many bytes a buffer is a plain `vec!`: calloc's lazily zeroed pages are cheaper.
 const HUGE_PAGE_THRESHOLD: usize = 8 << 20;
 
-/// A vector of `len` default values, on huge pages when it is large.
+/// A vector of `len` default values, on huge pages when it is large, every page already touched
+/// by the calling thread.
+///
+/// The touch matters: calloc hands out fresh pages untouched, and the engines' worker threads
+/// would then fault them in concurrently, in the middle of their tiles. In the VMs this project
+/// is measured on, concurrent faults on one mapping cost about ten times a fault taken alone
+/// (`examples/first_calls.rs`: a fresh 2 MB output made the first calls at n = 1024 about 2.5×
+/// slower than later ones). One sequential pass here costs a memset.
 pub(crate) fn zeroed<T: Copy + Default>(len: usize) -> Vec<T> {
     let bytes = len.saturating_mul(size_of::<T>());
-    if bytes < HUGE_PAGE_THRESHOLD {
-        return vec![T::default(); len];
-    }
-    let mut v: Vec<T> = Vec::with_capacity(len);
-    advise_huge_pages(v.as_mut_ptr().cast::<u8>(), bytes);
-    v.resize(len, T::default());
+    let mut v = if bytes < HUGE_PAGE_THRESHOLD {
+        vec![T::default(); len]
+    } else {
+        let mut v: Vec<T> = Vec::with_capacity(len);
+        advise_huge_pages(v.as_mut_ptr().cast::<u8>(), bytes);
+        v.resize(len, T::default());
+        return v; // `resize` has written (and so touched) every element.
+    };
+    v.fill(T::default());
     v
 }
 
