@@ -42,6 +42,11 @@ enum Command {
         causal: bool,
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Also measure faer's f32 GEMM rate (2048³) on the same threads before and after the
+        /// runs: `percent_of_gemm` is against their mean (off by default: `xtask profile` runs
+        /// this under valgrind).
+        #[arg(long)]
+        gemm: bool,
     },
     /// Time vs n (doubling), every method causal and not, with slopes and % of the GEMM rate.
     Scaling {
@@ -137,6 +142,7 @@ fn run(command: Command) -> Result<(), String> {
             block,
             causal,
             repeat,
+            gemm,
         } => {
             let scenario = Scenario {
                 method: method.method(),
@@ -147,10 +153,17 @@ fn run(command: Command) -> Result<(), String> {
                 threads,
                 block,
             };
+            let probe = || poly_bench::roofline::gemm_rate_gflops(2048, threads, 3);
+            let before = if gemm { probe() } else { f64::NAN };
+            let timing = scenario.time(repeat).map_err(|e| e.to_string())?;
+            let after = if gemm { probe() } else { f64::NAN };
+            if gemm {
+                eprintln!("faer GEMM {before:.0} → {after:.0} GFLOP/s around the runs");
+            }
             let record = Record {
-                timing: scenario.time(repeat).map_err(|e| e.to_string())?,
+                timing,
                 gflop: scenario.flops() / 1e9,
-                gemm_gflops: f64::NAN, // not measured: this runs under valgrind too
+                gemm_gflops: 0.5 * (before + after),
                 scenario,
             };
             println!("{}", record.row().json_line());
