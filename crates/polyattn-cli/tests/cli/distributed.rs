@@ -98,7 +98,7 @@ fn distributed_runs_read_rows_of_a_safetensors_file() {
     .unwrap();
     let (one, many) = (files.path("one.npy"), files.path("many.npy"));
     let (code, _, stderr) =
-        polyattn(&["attend", "--input", s(&input), "--causal", "--out", s(&one)]);
+        super::polyattn(&["attend", "--input", s(&input), "--causal", "--out", s(&one)]);
     assert_eq!(code, 0, "{stderr}");
     let args = [
         "attend",
