@@ -4,7 +4,8 @@
 //! Asking for 2 MiB pages (`MADV_HUGEPAGE`, honoured where transparent huge pages are enabled in
 //! `madvise` or `always` mode) makes that 64 faults. Elsewhere it is a plain zeroed vector.
 
-/// Below this many bytes a buffer is a plain `vec!`: calloc's lazily zeroed pages are cheaper.
+/// From this many bytes on a buffer asks for huge pages (smaller ones rarely span an aligned
+/// 2 MiB page).
 const HUGE_PAGE_THRESHOLD: usize = 8 << 20;
 
 /// A vector of `len` default values, on huge pages when it is large, every page already touched
@@ -12,20 +13,16 @@ const HUGE_PAGE_THRESHOLD: usize = 8 << 20;
 ///
 /// The touch matters: calloc hands out fresh pages untouched, and the engines' worker threads
 /// would then fault them in concurrently, in the middle of their tiles. In the VMs this project
-/// is measured on, concurrent faults on one mapping cost about ten times a fault taken alone
-/// (`examples/first_calls.rs`: a fresh 2 MB output made the first calls at n = 1024 about 2.5×
-/// slower than later ones). One sequential pass here costs a memset.
+/// is measured on, that made a fresh 2 MB output's first calls about 2.5× slower than later ones
+/// (`examples/first_calls.rs` at n = 1024). Writing the zeros here (instead of calloc's lazy
+/// zero pages) takes each fault once, on this thread, for the cost of a memset.
 pub(crate) fn zeroed<T: Copy + Default>(len: usize) -> Vec<T> {
     let bytes = len.saturating_mul(size_of::<T>());
-    let mut v = if bytes < HUGE_PAGE_THRESHOLD {
-        vec![T::default(); len]
-    } else {
-        let mut v: Vec<T> = Vec::with_capacity(len);
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    if bytes >= HUGE_PAGE_THRESHOLD {
         advise_huge_pages(v.as_mut_ptr().cast::<u8>(), bytes);
-        v.resize(len, T::default());
-        return v; // `resize` has written (and so touched) every element.
-    };
-    v.fill(T::default());
+    }
+    v.resize(len, T::default());
     v
 }
 

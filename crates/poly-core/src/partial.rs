@@ -146,11 +146,6 @@ impl<T: Element> PartialAttention<T> {
         })
     }
 
-    /// The problem's dimensions (global `n_q`, `n_k`).
-    pub fn dims(&self) -> Dims {
-        self.dims
-    }
-
     /// Keys as [`Self::accumulate`] wants them: LayerNormed when the configuration asks, after
     /// checking that keys and values are finite. `k` is `[batch, kv_heads, len, d]` and `v`
     /// `[batch, kv_heads, len, d_v]` at the global key rows `segments`; errors index global rows.
@@ -363,11 +358,6 @@ impl<T: Element> PartialAttention<T> {
             finalize_row(row_out, totals, self.cfg.kernel, self.cfg.normalization, at)?;
         }
         Tensor::from_vec([batch, heads, self.rows, d_v], out)
-    }
-
-    /// The configuration this attention was started with.
-    pub fn config(&self) -> &AttentionConfig {
-        &self.cfg
     }
 }
 

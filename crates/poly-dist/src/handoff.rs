@@ -123,18 +123,9 @@ pub fn sketched_prefill<C: Communicator, T: DistElement>(
     cfg: &LinearAttentionConfig,
     root: usize,
 ) -> Result<Vec<DecodingSnapshot<T>>> {
-    let shards = Shards::gather(comm, std::slice::from_ref(&rows), "prompt")?;
+    let shards = Shards::gather_contiguous(comm, &rows, "prompt of a prefill")?;
     let n = shards.n;
-    if !shards.is_contiguous_in_rank_order() || root >= comm.size() as usize {
-        return Err(everywhere(
-            FailureKind::Parameter,
-            format!(
-                "a prefill needs contiguous prompt shards in rank order and a root below {} (found {:?}, root {root})",
-                comm.size(),
-                shards.segments
-            ),
-        ));
-    }
+    check_root(comm, root)?;
     if cfg.local_exact && !n.is_multiple_of(cfg.block.clamp(1, n)) {
         return Err(everywhere(
             FailureKind::Parameter,
@@ -212,6 +203,7 @@ pub fn gather_kv_caches<C: Communicator, T: DistElement>(
     root: usize,
 ) -> Result<Vec<KvCache<T>>> {
     let shards = Shards::gather(comm, segments, "prompt")?;
+    check_root(comm, root)?;
     let [batch, kv_heads, rows, d] = k.shape();
     let d_v = v.shape()[3];
     let words = [batch, kv_heads, d, d_v].map(|x| x as u64);
@@ -265,6 +257,20 @@ pub fn gather_kv_caches<C: Communicator, T: DistElement>(
         })
         .collect::<poly_core::Result<Vec<_>>>();
     agree(comm, caches)
+}
+
+/// A root every rank can name (the same check on every rank, so the same error everywhere).
+fn check_root<C: Communicator>(comm: &C, root: usize) -> Result<()> {
+    if root >= comm.size() as usize {
+        return Err(everywhere(
+            FailureKind::Parameter,
+            format!(
+                "root rank {root} of a communicator of {} ranks",
+                comm.size()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Copies a rank's rows (`[heads, len, w]` per head, `segs` in local order) to their global rows

@@ -87,7 +87,7 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
     cfg: &AttentionConfig,
 ) -> Result<(Tensor<T>, CommStats)> {
     let shards = Shards::gather(comm, segments, "sequence")?;
-    let [batch, heads, _, d] = q.shape();
+    let [batch, _, _, d] = q.shape();
     let (kv_heads, d_v) = (k.shape()[1], v.shape()[3]);
     check_same(
         comm,
@@ -101,11 +101,14 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
         .max()
         .unwrap_or(0);
     if widest.saturating_mul(batch * kv_heads * d.max(d_v)) > i32::MAX as usize {
-        return Err(unsupported(format!(
-            "a key shard of {widest} rows × {batch}·{kv_heads} heads × {} values exceeds MPI's \
+        return Err(everywhere(
+            FailureKind::Parameter,
+            format!(
+                "a key shard of {widest} rows × {batch}·{kv_heads} heads × {} values exceeds MPI's \
              2^31 − 1 elements per message: use more ranks",
-            d.max(d_v)
-        )));
+                d.max(d_v)
+            ),
+        ));
     }
     let local = PartialAttention::new(q, segments, n, n, kv_heads, d_v, cfg)
         .and_then(|p| p.prepare_keys(k, v, segments).map(|keys| (p, keys)));
@@ -113,7 +116,14 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
     let (size, rank) = (comm.size() as usize, comm.rank() as usize);
     let (left, right) = ((rank + size - 1) % size, (rank + 1) % size);
     let mut stats = CommStats::default();
+    // Two pairs of buffers, each as long as the widest shard, swapped every step: the block being
+    // computed and sent, and the one being received (no allocation per step).
+    let width = |w: usize| widest * batch * kv_heads * w;
     let (mut cur_k, mut cur_v) = (keys, v.as_slice().to_vec());
+    cur_k.resize(width(d), T::ZERO);
+    cur_v.resize(width(d_v), T::ZERO);
+    let (mut next_k, mut next_v) = (vec![T::ZERO; width(d)], vec![T::ZERO; width(d_v)]);
+    let block_len = |owner: usize, w: usize| shards.rows(owner) * batch * kv_heads * w;
     let mut failure = None;
     for step in 0..size {
         let owner = (rank + size - step) % size;
@@ -126,37 +136,38 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
                 Ok(())
             }
         };
+        let (k_len, v_len) = (block_len(owner, d), block_len(owner, d_v));
         let result = if step + 1 < size {
-            let incoming = shards.rows((owner + size - 1) % size);
-            let mut next_k = vec![T::ZERO; batch * kv_heads * incoming * d];
-            let mut next_v = vec![T::ZERO; batch * kv_heads * incoming * d_v];
+            let incoming = (owner + size - 1) % size;
+            let (in_k, in_v) = (block_len(incoming, d), block_len(incoming, d_v));
             let tag = 2 * step as i32;
             let (result, overlap) = mpi::request::scope(|scope| {
                 let requests = vec![
                     comm.process_at_rank(right as i32).immediate_send_with_tag(
                         scope,
-                        &cur_k[..],
+                        &cur_k[..k_len],
                         tag,
                     ),
                     comm.process_at_rank(right as i32).immediate_send_with_tag(
                         scope,
-                        &cur_v[..],
+                        &cur_v[..v_len],
                         tag + 1,
                     ),
                     comm.process_at_rank(left as i32)
-                        .immediate_receive_into_with_tag(scope, &mut next_k[..], tag),
+                        .immediate_receive_into_with_tag(scope, &mut next_k[..in_k], tag),
                     comm.process_at_rank(left as i32)
-                        .immediate_receive_into_with_tag(scope, &mut next_v[..], tag + 1),
+                        .immediate_receive_into_with_tag(scope, &mut next_v[..in_v], tag + 1),
                 ];
-                compute_while_communicating(requests, || compute(&cur_k, &cur_v))
+                compute_while_communicating(requests, || compute(&cur_k[..k_len], &cur_v[..v_len]))
             });
-            stats.bytes_sent += ((cur_k.len() + cur_v.len()) * size_of::<T>()) as u64;
+            stats.bytes_sent += ((k_len + v_len) * size_of::<T>()) as u64;
             stats.add(overlap);
-            (cur_k, cur_v) = (next_k, next_v);
+            std::mem::swap(&mut cur_k, &mut next_k);
+            std::mem::swap(&mut cur_v, &mut next_v);
             result
         } else {
             let start = std::time::Instant::now();
-            let result = compute(&cur_k, &cur_v);
+            let result = compute(&cur_k[..k_len], &cur_v[..v_len]);
             stats.compute_seconds += start.elapsed().as_secs_f64();
             result
         };
@@ -168,11 +179,5 @@ pub fn ring_attention<C: Communicator, T: DistElement>(
         Some(e) => Err(e),
         None => partial.finish(),
     };
-    let _ = heads;
     agree(comm, out).map(|out| (out, stats))
-}
-
-/// A message for shards that a distributed engine cannot take.
-pub(crate) fn unsupported(message: String) -> crate::DistError {
-    everywhere(FailureKind::Parameter, message)
 }

@@ -15,7 +15,7 @@
 
 use crate::element::DistElement;
 use crate::error::{Result, agree};
-use crate::ring::{CommStats, fnv, unsupported};
+use crate::ring::{CommStats, fnv};
 use crate::shard::{Shards, check_same};
 use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
@@ -88,13 +88,7 @@ pub fn sketched_attention<C: Communicator, T: DistElement>(
     cfg: &LinearAttentionConfig,
     scan: StateScan,
 ) -> Result<(Tensor<T>, CommStats)> {
-    let shards = Shards::gather(comm, std::slice::from_ref(&rows), "sequence")?;
-    if !shards.is_contiguous_in_rank_order() {
-        return Err(unsupported(format!(
-            "sketched attention needs one contiguous shard per rank in rank order, found {:?}",
-            shards.segments
-        )));
-    }
+    let shards = Shards::gather_contiguous(comm, &rows, "sequence of sketched attention")?;
     check_same(
         comm,
         "shapes, maps and configurations",

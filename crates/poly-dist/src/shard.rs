@@ -20,7 +20,11 @@ pub enum ShardLayout {
 
 impl ShardLayout {
     /// The global rows rank `rank` of `ranks` holds, in its local order.
+    /// (None when `rank` is not below `ranks`.)
     pub fn segments(self, n: usize, ranks: usize, rank: usize) -> Vec<Range<usize>> {
+        if rank >= ranks {
+            return Vec::new();
+        }
         let piece = |i: usize, parts: usize| {
             let (base, extra) = (n / parts, n % parts);
             let start = i * base + i.min(extra);
@@ -85,6 +89,29 @@ impl Shards {
             at = r.end;
         }
         Ok(Shards { segments, n })
+    }
+
+    /// [`Shards::gather`] of one range per rank, which must follow rank order: rank r's rows
+    /// before rank r + 1's (what the state scans, which follow the sequence, need). Collective.
+    ///
+    /// # Errors
+    /// (On every rank alike.) As [`Shards::gather`], and shards out of rank order.
+    pub fn gather_contiguous<C: Communicator>(
+        comm: &C,
+        rows: &Range<usize>,
+        what: &str,
+    ) -> Result<Self> {
+        let shards = Self::gather(comm, std::slice::from_ref(rows), what)?;
+        if !shards.is_contiguous_in_rank_order() {
+            return Err(everywhere(
+                FailureKind::Parameter,
+                format!(
+                    "the {what} needs one contiguous shard per rank in rank order, found {:?}",
+                    shards.segments
+                ),
+            ));
+        }
+        Ok(shards)
     }
 
     /// Whether every rank holds one range and rank order is sequence order.

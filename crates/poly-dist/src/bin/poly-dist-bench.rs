@@ -85,6 +85,16 @@ fn main() {
         ShardLayout::Contiguous
     };
     let segments = layout.segments(args.n, size, rank);
+    // Every rank decides alike, so none is left in a collective.
+    if (0..size).any(|r| layout.segments(args.n, size, r).is_empty()) {
+        if rank == 0 {
+            eprintln!(
+                "error: --n {} leaves a rank without rows on {size} ranks",
+                args.n
+            );
+        }
+        std::process::exit(2);
+    }
     let rows: usize = segments.iter().map(|s| s.len()).sum();
     let seed = 1000 + segments[0].start as u64;
     let shard = |salt: u64| -> Tensor<f32> {

@@ -193,7 +193,8 @@ mod ranks {
             (None, Engine::Exact(_)) => ShardLayout::Contiguous,
         };
         let segments = layout.segments(n, size, rank);
-        if segments.is_empty() {
+        // Decided alike on every rank (from n and the rank count), so no rank is left waiting.
+        if (0..size).any(|r| layout.segments(n, size, r).is_empty()) {
             return Err(CliError::Usage(format!(
                 "{size} ranks for a sequence of {n}: every rank needs at least one row"
             )));

@@ -160,6 +160,29 @@ fn a_bad_shard_fails_the_job_with_one_error_line() {
         "{stderr}"
     );
     assert!(!out.exists(), "no output file after a failure");
+    // More ranks than rows: every rank refuses alike (none is left waiting), one line.
+    let tiny = files.npy("tiny.npy", &[3, d], &random(6, 3 * d));
+    let out_tiny = files.path("tiny_out.npy");
+    let args = [
+        "attend",
+        "--q",
+        &tiny,
+        "--k",
+        &tiny,
+        "--v",
+        &tiny,
+        "--out",
+        s(&out_tiny),
+        "--distributed",
+    ];
+    let (code, _, stderr) = mpirun(4, &args);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("at least one row"), "{stderr}");
     // Flags a distributed run cannot take are refused before MPI starts.
     let (code, _, stderr) = mpirun(
         2,
