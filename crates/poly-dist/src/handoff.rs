@@ -11,7 +11,7 @@ use crate::shard::Shards;
 use mpi::traits::{Communicator, Destination, Source};
 use poly_core::{AttentionConfig, KvCache, KvCacheSnapshot, TensorRef};
 use poly_sketch::{
-    DecodingSnapshot, FeatureMap, LinearAttentionConfig, ShardPlan, shard_key_totals, state_len,
+    DecodingSnapshot, FeatureMap, LinearAttentionConfig, ShardInputs, ShardPlan, state_len,
 };
 use std::ops::Range;
 
@@ -136,8 +136,8 @@ pub fn sketched_prefill<C: Communicator, T: DistElement>(
         ));
     }
     // The keys stand in for the queries: pass 1 reads only keys and values.
-    let local =
-        ShardPlan::new(n, rows, cfg).and_then(|plan| shard_key_totals(k, k, v, map, cfg, &plan));
+    let local = ShardPlan::new(n, rows, cfg)
+        .and_then(|plan| ShardInputs::new(k, k, v, map, cfg, plan)?.key_totals());
     let totals = agree(comm, local)?;
     let len = state_len(map, v.shape()[3]);
     let heads = totals.totals.len();

@@ -2,9 +2,9 @@
 //! scan of fixed-size states (LASP-2; flash-linear-attention's context parallelism).
 //!
 //! Pass 1 computes, on every rank at once, the state `Σ φ(k)[v | 1]ᵀ` of each piece of its shard
-//! ([`poly_sketch::shard_key_totals`]). The scan gives each rank the state of every row before it
+//! ([`poly_sketch::ShardInputs::key_totals`]). The scan gives each rank the state of every row before it
 //! (causal) or of the whole sequence (non-causal); pass 2 computes the outputs from it
-//! ([`poly_sketch::shard_outputs`]). Communication is one state per k/v head, `m (d_v + 2)`
+//! ([`poly_sketch::ShardInputs::outputs`]). Communication is one state per k/v head, `m (d_v + 2)`
 //! values, per rank, whatever n.
 //!
 //! [`StateScan::Ordered`] passes the running state from rank to rank (P − 1 hops, each adding
@@ -21,8 +21,8 @@ use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
 use poly_core::{Mask, Tensor, TensorRef};
 use poly_sketch::{
-    FeatureMap, LinearAttentionConfig, ShardPlan, ShardTotals, map_fingerprint, shard_key_totals,
-    shard_outputs, state_len,
+    FeatureMap, LinearAttentionConfig, ShardInputs, ShardPlan, ShardTotals, map_fingerprint,
+    state_len,
 };
 use std::ops::Range;
 use std::time::Instant;
@@ -96,10 +96,11 @@ pub fn sketched_attention<C: Communicator, T: DistElement>(
     )?;
     let start = Instant::now();
     let local = ShardPlan::new(shards.n, rows, cfg).and_then(|plan| {
-        let totals = shard_key_totals(q, k, v, map, cfg, &plan)?;
-        Ok((plan, totals))
+        let inputs = ShardInputs::new(q, k, v, map, cfg, plan)?;
+        let totals = inputs.key_totals()?;
+        Ok((inputs, totals))
     });
-    let (plan, totals) = agree(comm, local)?;
+    let (inputs, totals) = agree(comm, local)?;
     let mut stats = CommStats {
         compute_seconds: start.elapsed().as_secs_f64(),
         ..CommStats::default()
@@ -116,9 +117,9 @@ pub fn sketched_attention<C: Communicator, T: DistElement>(
     );
     stats.wait_seconds = waited.elapsed().as_secs_f64();
     let start = Instant::now();
-    let out = shard_outputs(q, k, v, map, cfg, &plan, &totals, &before);
+    let out = inputs.outputs(&totals, &before);
     stats.compute_seconds += start.elapsed().as_secs_f64();
-    stats.blocks_computed = plan.pieces.len();
+    stats.blocks_computed = inputs.plan().pieces.len();
     agree(comm, out).map(|out| (out, stats))
 }
 

@@ -35,8 +35,8 @@ pub use exact2::ExactDegree2;
 pub use favor::Favor;
 pub use feature_map::FeatureMap;
 pub use linear::{
-    LinearAttentionConfig, ShardPlan, ShardTotals, linear_attention, linear_attention_backward,
-    linear_attention_flops, linear_attention_packed, scan_chunks, shard_key_totals, shard_outputs,
+    LinearAttentionConfig, ShardInputs, ShardPlan, ShardTotals, linear_attention,
+    linear_attention_backward, linear_attention_flops, linear_attention_packed, scan_chunks,
     state_len,
 };
 pub use maclaurin::RandomMaclaurin;

@@ -21,7 +21,7 @@ mod shard;
 
 pub use backward::linear_attention_backward;
 pub use packed::linear_attention_packed;
-pub use shard::{ShardPlan, ShardTotals, scan_chunks, shard_key_totals, shard_outputs, state_len};
+pub use shard::{ShardInputs, ShardPlan, ShardTotals, scan_chunks, state_len};
 
 use crate::feature_map::FeatureMap;
 use poly_core::{
@@ -202,7 +202,7 @@ pub(crate) fn linear_attention_generic<T: Element>(
         v: v.as_slice(),
         dims,
         map,
-        cfg,
+        cfg: *cfg,
     };
     // `validate` admits only these two masks.
     run_with_threads(cfg.threads, || match cfg.mask {

@@ -25,11 +25,12 @@ pub(super) struct Problem<'a, T: Element> {
     pub v: &'a [T],
     pub dims: Dims,
     pub map: &'a dyn FeatureMap<T>,
-    pub cfg: &'a LinearAttentionConfig,
+    /// Owned (it is `Copy`): a shard's problem carries its own clamped block size.
+    pub cfg: LinearAttentionConfig,
 }
 
 impl<'a, T: Element> Problem<'a, T> {
-    fn head(&self, bh: usize) -> Head<'a, T> {
+    fn head(&self, bh: usize) -> Head<'_, T> {
         let Dims {
             d, d_v, n_q, n_k, ..
         } = self.dims;
@@ -42,7 +43,7 @@ impl<'a, T: Element> Problem<'a, T> {
             d,
             d_v,
             map: self.map,
-            cfg: self.cfg,
+            cfg: &self.cfg,
             batch: bh / self.dims.heads,
             head: bh % self.dims.heads,
         }

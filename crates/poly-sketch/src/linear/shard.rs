@@ -2,10 +2,11 @@
 //! sequence-parallel (context-parallel) linear attention, with the states exchanged in between
 //! by the caller (poly-dist does it over MPI).
 //!
-//! Pass 1, [`shard_key_totals`]: the state `Σ B_lᵀ [V_l | 1]` (with the magnitude vector `u`) of
+//! Both passes run on one [`ShardInputs`] (the shard's rows, validated once). Pass 1,
+//! [`ShardInputs::key_totals`]: the state `Σ B_lᵀ [V_l | 1]` (with the magnitude vector `u`) of
 //! each *piece* of the shard, from zero. Between the passes the caller combines the pieces of all
 //! shards, in sequence order, into the state before each shard (causal) or the whole sequence's
-//! state (non-causal). Pass 2, [`shard_outputs`]: the shard's outputs from that state.
+//! state (non-causal). Pass 2, [`ShardInputs::outputs`]: the shard's outputs from that state.
 //!
 //! Pieces are the shard cut at the boundaries of the single-process engine's chunk grid
 //! ([`scan_chunks`]), so when every shard boundary lies on that grid the pieces *are* the
@@ -17,7 +18,7 @@ use super::scan::{self, Problem};
 use super::validate;
 use crate::feature_map::FeatureMap;
 use poly_core::{Dims, Element};
-use poly_core::{Error, Mask, Result, Tensor, TensorRef, run_with_threads};
+use poly_core::{Mask, Result, Tensor, TensorRef, run_with_threads};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -49,20 +50,20 @@ impl ShardPlan {
     /// a multiple of the block size.
     pub fn new(n: usize, rows: Range<usize>, cfg: &LinearAttentionConfig) -> Result<Self> {
         if rows.is_empty() || rows.end > n || cfg.block == 0 {
-            return Err(Error::InvalidParameter {
-                name: "shard rows",
-                value: format!("{rows:?} of a sequence of {n}, block {}", cfg.block),
-                expected: "a non-empty range inside the sequence and a block size ≥ 1",
-            });
+            return Err(super::invalid(
+                "shard rows",
+                format!("{rows:?} of a sequence of {n}, block {}", cfg.block),
+                "a non-empty range inside the sequence and a block size ≥ 1",
+            ));
         }
         let block = cfg.block.min(n);
         let aligned = |x: usize| x.is_multiple_of(block) || x == n;
         if cfg.local_exact && !(aligned(rows.start) && aligned(rows.end)) {
-            return Err(Error::InvalidParameter {
-                name: "shard rows",
-                value: format!("{rows:?} with exact local blocks of {block}"),
-                expected: "shard boundaries on multiples of the block size (the exact local blocks must not straddle shards)",
-            });
+            return Err(super::invalid(
+                "shard rows",
+                format!("{rows:?} with exact local blocks of {block}"),
+                "shard boundaries on multiples of the block size (the exact local blocks must not straddle shards)",
+            ));
         }
         let mut cuts: Vec<usize> = scan_chunks(n, block)
             .iter()
@@ -90,33 +91,126 @@ pub fn state_len<T: Element>(map: &dyn FeatureMap<T>, d_v: usize) -> usize {
     map.feature_dim() * (d_v + 2)
 }
 
-fn shard_problem<'a, T: Element>(
-    q: &TensorRef<'a, T>,
-    k: &TensorRef<'a, T>,
-    v: &TensorRef<'a, T>,
-    map: &'a dyn FeatureMap<T>,
-    cfg: &'a LinearAttentionConfig,
-    plan: &ShardPlan,
-) -> Result<Problem<'a, T>> {
-    let dims = validate(q, k, v, map, cfg)?;
-    if dims.n_q != plan.rows.len() || dims.n_k != plan.rows.len() {
-        return Err(Error::InvalidParameter {
-            name: "shard rows",
-            value: format!(
-                "{} queries and {} keys for the shard {:?}",
-                dims.n_q, dims.n_k, plan.rows
-            ),
-            expected: "q, k and v holding exactly the shard's rows",
-        });
+/// A shard's q, k and v rows, validated once against its plan: both passes run on it.
+pub struct ShardInputs<'a, T: Element> {
+    problem: Problem<'a, T>,
+    plan: ShardPlan,
+}
+
+impl<'a, T: Element> ShardInputs<'a, T> {
+    /// Checks the shard's rows (`[batch, heads, len, d]`, `[batch, kv_heads, len, d]`, `[batch,
+    /// kv_heads, len, d_v]`) and `plan` once, so a bad shard fails before any state is exchanged
+    /// and neither pass checks again.
+    ///
+    /// # Errors
+    /// The input errors of [`super::linear_attention`] (indexed in local rows); tensors that do
+    /// not hold exactly the plan's rows.
+    pub fn new(
+        q: TensorRef<'a, T>,
+        k: TensorRef<'a, T>,
+        v: TensorRef<'a, T>,
+        map: &'a dyn FeatureMap<T>,
+        cfg: &LinearAttentionConfig,
+        plan: ShardPlan,
+    ) -> Result<Self> {
+        let cfg = cfg.with_block(plan.block);
+        let dims = validate(&q, &k, &v, map, &cfg)?;
+        if dims.n_q != plan.rows.len() || dims.n_k != plan.rows.len() {
+            return Err(super::invalid(
+                "shard rows",
+                format!(
+                    "{} queries and {} keys for the shard {:?}",
+                    dims.n_q, dims.n_k, plan.rows
+                ),
+                "q, k and v holding exactly the shard's rows",
+            ));
+        }
+        let problem = Problem {
+            q: q.as_slice(),
+            k: k.as_slice(),
+            v: v.as_slice(),
+            dims,
+            map,
+            cfg,
+        };
+        Ok(ShardInputs { problem, plan })
     }
-    Ok(Problem {
-        q: q.as_slice(),
-        k: k.as_slice(),
-        v: v.as_slice(),
-        dims,
-        map,
-        cfg,
-    })
+
+    /// The plan the inputs were checked against.
+    pub fn plan(&self) -> &ShardPlan {
+        &self.plan
+    }
+
+    /// Pass 1: the state of each piece of the shard, from zero (see [`ShardTotals`]).
+    ///
+    /// # Errors
+    /// Only if the configured thread pool cannot be started.
+    pub fn key_totals(&self) -> Result<ShardTotals<T>> {
+        let p = &self.problem;
+        let totals = run_with_threads(p.cfg.threads, || scan::all_totals(p, &self.plan.pieces))?;
+        Ok(ShardTotals { totals })
+    }
+
+    /// Pass 2: the shard's outputs `[batch, heads, len, d_v]`. `before[kv]` is, per (batch, k/v
+    /// head), the state of every row before the shard (causal) or of the whole sequence
+    /// (non-causal), combined by the caller from the shards' totals in sequence order; `totals`
+    /// are this shard's, from [`Self::key_totals`]. Row errors name global rows.
+    ///
+    /// # Errors
+    /// States or totals of the wrong lengths, and the row errors of [`super::linear_attention`].
+    pub fn outputs(&self, totals: &ShardTotals<T>, before: &[Vec<T>]) -> Result<Tensor<T>> {
+        let (p, plan) = (&self.problem, &self.plan);
+        let Dims {
+            batch,
+            kv_heads,
+            d_v,
+            ..
+        } = p.dims;
+        let len = state_len(p.map, d_v);
+        let bad_totals = totals.totals.len() != batch * kv_heads
+            || totals.totals.iter().any(|t| t.len() != plan.pieces.len());
+        if bad_totals || before.len() != batch * kv_heads || before.iter().any(|s| s.len() != len) {
+            return Err(super::invalid(
+                "shard states",
+                format!("{} states", before.len()),
+                "one state of m·(d_v + 2) values per (batch, k/v head), and this shard's pass-1 totals",
+            ));
+        }
+        let mut out = Tensor::zeros(p.dims.output_shape())?;
+        let mask = p.cfg.mask;
+        // The state before piece c: the shard's incoming state plus its earlier pieces, in order.
+        let prefixes: Vec<Vec<Vec<T>>> = match mask {
+            Mask::Causal => totals
+                .totals
+                .iter()
+                .zip(before)
+                .map(|(pieces, start)| scan::prefix_states_from(start, pieces))
+                .collect(),
+            _ => before.iter().map(|s| vec![s.clone()]).collect(),
+        };
+        run_with_threads(p.cfg.threads, || {
+            let pieces =
+                scan::output_pieces(out.as_mut_slice(), plan.rows.len(), d_v, &plan.pieces);
+            let results: Vec<Result<()>> = pieces
+                .into_par_iter()
+                .map(|(bh, c, range, piece)| {
+                    let kv = p.dims.kv_index(bh);
+                    match mask {
+                        Mask::Causal => scan::causal_piece(p, bh, range, &prefixes[kv][c], piece),
+                        _ => scan::read_piece(p, bh, range, &prefixes[kv][0], piece),
+                    }
+                })
+                .collect();
+            results.into_iter().collect::<Result<()>>()
+        })?
+        .map_err(|e| {
+            e.moved(|mut at| {
+                at.row += plan.rows.start;
+                at
+            })
+        })?;
+        Ok(out)
+    }
 }
 
 /// What pass 1 leaves: the state of each piece of the shard, from zero, per (batch, k/v head).
@@ -148,97 +242,4 @@ impl<T: Element> ShardTotals<T> {
         self.add_to(&mut out);
         out
     }
-}
-
-/// Pass 1: the state of each piece of the shard, from zero (see [`ShardTotals`]). `q`, `k`, `v`
-/// are the shard's rows (`[batch, heads, len, d]`, `[batch, kv_heads, len, d]`, `[batch, kv_heads,
-/// len, d_v]`); q is validated here too, so that a bad shard fails before any state is exchanged.
-///
-/// # Errors
-/// The input errors of [`super::linear_attention`] (indexed in local rows); a shard that does not
-/// match `plan`.
-pub fn shard_key_totals<T: Element>(
-    q: TensorRef<'_, T>,
-    k: TensorRef<'_, T>,
-    v: TensorRef<'_, T>,
-    map: &dyn FeatureMap<T>,
-    cfg: &LinearAttentionConfig,
-    plan: &ShardPlan,
-) -> Result<ShardTotals<T>> {
-    let cfg = &cfg.with_block(plan.block);
-    let p = shard_problem(&q, &k, &v, map, cfg, plan)?;
-    let totals = run_with_threads(cfg.threads, || scan::all_totals(&p, &plan.pieces))?;
-    Ok(ShardTotals { totals })
-}
-
-/// Pass 2: the shard's outputs `[batch, heads, len, d_v]`. `before[kv]` is, per (batch, k/v
-/// head), the state of every row before the shard (causal) or of the whole sequence
-/// (non-causal), combined by the caller from the shards' totals in sequence order; `totals` are
-/// this shard's, from pass 1. Row errors name global rows.
-///
-/// # Errors
-/// As [`shard_key_totals`], states of the wrong length, and the row errors of
-/// [`super::linear_attention`].
-#[allow(clippy::too_many_arguments)]
-pub fn shard_outputs<T: Element>(
-    q: TensorRef<'_, T>,
-    k: TensorRef<'_, T>,
-    v: TensorRef<'_, T>,
-    map: &dyn FeatureMap<T>,
-    cfg: &LinearAttentionConfig,
-    plan: &ShardPlan,
-    totals: &ShardTotals<T>,
-    before: &[Vec<T>],
-) -> Result<Tensor<T>> {
-    let cfg = &cfg.with_block(plan.block);
-    let p = shard_problem(&q, &k, &v, map, cfg, plan)?;
-    let Dims {
-        batch,
-        kv_heads,
-        d_v,
-        ..
-    } = p.dims;
-    let len = state_len(map, d_v);
-    let bad_totals = totals.totals.len() != batch * kv_heads
-        || totals.totals.iter().any(|t| t.len() != plan.pieces.len());
-    if bad_totals || before.len() != batch * kv_heads || before.iter().any(|s| s.len() != len) {
-        return Err(Error::InvalidParameter {
-            name: "shard states",
-            value: format!("{} states", before.len()),
-            expected: "one state of m·(d_v + 2) values per (batch, k/v head), and this shard's pass-1 totals",
-        });
-    }
-    let mut out = Tensor::zeros(p.dims.output_shape())?;
-    let offset = plan.rows.start;
-    // The state before piece c: the shard's incoming state plus its earlier pieces, in order.
-    let prefixes: Vec<Vec<Vec<T>>> = match cfg.mask {
-        Mask::Causal => totals
-            .totals
-            .iter()
-            .zip(before)
-            .map(|(pieces, start)| scan::prefix_states_from(start, pieces))
-            .collect(),
-        _ => before.iter().map(|s| vec![s.clone()]).collect(),
-    };
-    run_with_threads(cfg.threads, || {
-        let pieces = scan::output_pieces(out.as_mut_slice(), plan.rows.len(), d_v, &plan.pieces);
-        let results: Vec<Result<()>> = pieces
-            .into_par_iter()
-            .map(|(bh, c, range, piece)| {
-                let kv = p.dims.kv_index(bh);
-                match cfg.mask {
-                    Mask::Causal => scan::causal_piece(&p, bh, range, &prefixes[kv][c], piece),
-                    _ => scan::read_piece(&p, bh, range, &prefixes[kv][0], piece),
-                }
-            })
-            .collect();
-        results.into_iter().collect::<Result<()>>()
-    })?
-    .map_err(|e| {
-        e.moved(|mut at| {
-            at.row += offset;
-            at
-        })
-    })?;
-    Ok(out)
 }

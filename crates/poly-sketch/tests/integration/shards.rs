@@ -6,8 +6,7 @@ use crate::common::random;
 use poly_core::{Mask, Normalization, Tensor};
 use poly_sketch::{
     DecodingState, ExactDegree2, FeatureMap, LinearAttentionConfig, PolySketch, SelfTensoredSketch,
-    ShardPlan, SketchScale, linear_attention, scan_chunks, shard_key_totals, shard_outputs,
-    state_len,
+    ShardInputs, ShardPlan, SketchScale, linear_attention, scan_chunks, state_len,
 };
 use std::ops::Range;
 
@@ -29,40 +28,28 @@ fn sharded(
     let mut running = vec![vec![0.0; state_len(map, d_v)]; heads];
     let mut befores = Vec::new();
     let mut totals = Vec::new();
-    for s in &shards {
+    let parts: Vec<[Tensor<f64>; 3]> = shards
+        .iter()
+        .map(|s| [q, k, v].map(|t| rows(t, s.clone())))
+        .collect();
+    let mut shard_inputs = Vec::new();
+    for (s, [qs, ks, vs]) in shards.iter().zip(&parts) {
         let plan = ShardPlan::new(n, s.clone(), cfg).unwrap();
-        let t = shard_key_totals(
-            rows(q, s.clone()).view(),
-            rows(k, s.clone()).view(),
-            rows(v, s.clone()).view(),
-            map,
-            cfg,
-            &plan,
-        )
-        .unwrap();
+        let inputs = ShardInputs::new(qs.view(), ks.view(), vs.view(), map, cfg, plan).unwrap();
+        let t = inputs.key_totals().unwrap();
         befores.push(running.clone());
         t.add_to(&mut running);
-        totals.push((plan, t));
+        totals.push(t);
+        shard_inputs.push(inputs);
     }
     let mut out = vec![vec![]; q.shape()[0] * q.shape()[1]];
     for (i, s) in shards.iter().enumerate() {
-        let (plan, t) = &totals[i];
         let before = if cfg.mask == Mask::Causal {
             &befores[i]
         } else {
             &running
         };
-        let y = shard_outputs(
-            rows(q, s.clone()).view(),
-            rows(k, s.clone()).view(),
-            rows(v, s.clone()).view(),
-            map,
-            cfg,
-            plan,
-            t,
-            before,
-        )
-        .unwrap();
+        let y = shard_inputs[i].outputs(&totals[i], before).unwrap();
         for (head, piece) in out.iter_mut().zip(y.as_slice().chunks_exact(s.len() * d_v)) {
             head.extend_from_slice(piece);
         }
