@@ -175,7 +175,7 @@ fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn resource_error(path: &Path, e: poly_core::Error) -> DataError {
+pub(crate) fn resource_error(path: &Path, e: poly_core::Error) -> DataError {
     match e {
         poly_core::Error::ResourceLimit {
             what,

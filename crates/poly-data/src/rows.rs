@@ -218,7 +218,7 @@ impl RowSource {
         let leading: usize = info.shape[..rank - 2].iter().product();
         let count = leading * rows * w;
         poly_core::check_allocation("tensor rows", count, info.width.max(4))
-            .map_err(|e| format(path, e.to_string()))?;
+            .map_err(|e| crate::npy::resource_error(path, e))?;
         let file = File::open(path).map_err(io(path))?;
         let mut raw = vec![0u8; count * info.width];
         let row_bytes = w * info.width;
