@@ -54,8 +54,8 @@ enum Command {
     Gradients(Forwarded),
     /// Strong and weak scaling of the distributed engines (ring, state scan) under mpirun with
     /// 1, 2 and 4 ranks, bytes sent against the model, and the cost model's speedup at P = 8 …
-    /// 1024 (`--quick`). Needs OpenMPI (`cargo xtask mpi-check`). About 3 minutes on 2 cores
-    /// once built.
+    /// 1024 (`--quick`). Needs OpenMPI (`cargo xtask mpi-check`). About 2 minutes on 2 cores
+    /// (1 min 38 s measured, the benchmark's release build included).
     Distributed(Forwarded),
     /// Checks that OpenMPI and libclang are installed (what poly-dist needs to build), and says
     /// how to install what is missing.
