@@ -17,45 +17,56 @@ pub fn abs_max<T: Element>(row: &[T]) -> T {
         type Output = T;
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> T {
-            reduce_pairs::<S, T>(
-                s,
-                self.0,
-                T::ZERO,
-                |a, x| T::v_max(s, a, T::v_abs(s, x)),
-                |v| T::v_reduce_max(s, v),
-            )
+            abs_max_in(s, self.0)
         }
     }
     Arch::new().dispatch(Op(row))
 }
 
+/// [`abs_max`] inside a dispatched kernel.
+#[inline(always)]
+pub(crate) fn abs_max_in<S: Simd, T: Element>(s: S, row: &[T]) -> T {
+    reduce_pairs::<S, T>(
+        s,
+        row,
+        T::ZERO,
+        |a, x| T::v_max(s, a, T::v_abs(s, x)),
+        |v| T::v_reduce_max(s, v),
+    )
+}
+
 /// Largest `x` of a row (−∞ for an empty row, the identity of `max`).
 pub fn row_max<T: Element>(row: &[T]) -> T {
-    if row.is_empty() {
-        return T::from_f64(f64::NEG_INFINITY);
-    }
     struct Op<'a, T>(&'a [T]);
     impl<T: Element> WithSimd for Op<'_, T> {
         type Output = T;
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> T {
-            // The first element seeds every lane, so zero-filled tail lanes cannot win.
-            let seed = self.0[0];
-            let (head, tail) = T::v_as_simd::<S>(self.0);
-            let mut acc = T::v_splat(s, seed);
-            for &x in head {
-                acc = T::v_max(s, acc, x);
-            }
-            let mut best = T::v_reduce_max(s, acc);
-            for &x in tail {
-                if x > best {
-                    best = x;
-                }
-            }
-            best
+            row_max_in(s, self.0)
         }
     }
     Arch::new().dispatch(Op(row))
+}
+
+/// [`row_max`] inside a dispatched kernel.
+#[inline(always)]
+pub(crate) fn row_max_in<S: Simd, T: Element>(s: S, row: &[T]) -> T {
+    let Some(&seed) = row.first() else {
+        return T::from_f64(f64::NEG_INFINITY);
+    };
+    // The first element seeds every lane, so zero-filled tail lanes cannot win.
+    let (head, tail) = T::v_as_simd::<S>(row);
+    let mut acc = T::v_splat(s, seed);
+    for &x in head {
+        acc = T::v_max(s, acc, x);
+    }
+    let mut best = T::v_reduce_max(s, acc);
+    for &x in tail {
+        if x > best {
+            best = x;
+        }
+    }
+    best
 }
 
 /// Folds a row two registers at a time (two accumulators hide the latency of the fold), the tail
@@ -139,11 +150,6 @@ pub struct WeightSums<T> {
 /// With `inv_max = 1 / max|x|` every weight lies in `[−1, 1]`, so no degree can overflow.
 /// Degree 0 gives `w = 1` everywhere (`x⁰ = 1`, as [`powi`] has it).
 pub fn power_in_place<T: Element>(row: &mut [T], inv_max: T, degree: u32) -> WeightSums<T> {
-    if degree == 0 {
-        row.fill(T::ONE);
-        let n = T::from_f64(row.len() as f64);
-        return WeightSums { sum: n, abs_sum: n };
-    }
     struct Op<'a, T> {
         row: &'a mut [T],
         inv: T,
@@ -153,20 +159,7 @@ pub fn power_in_place<T: Element>(row: &mut [T], inv_max: T, degree: u32) -> Wei
         type Output = WeightSums<T>;
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> WeightSums<T> {
-            let Op { row, inv, degree } = self;
-            // Constant degrees get a fully unrolled power; the rest share one generic loop.
-            match degree {
-                1 => power_sums::<S, T, false>(s, row, inv, |x| x),
-                2 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 2)),
-                3 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 3)),
-                4 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 4)),
-                5 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 5)),
-                6 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 6)),
-                7 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 7)),
-                8 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 8)),
-                d if d % 2 == 0 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, d)),
-                d => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, d)),
-            }
+            power_in(s, self.row, self.inv, self.degree)
         }
     }
     Arch::new().dispatch(Op {
@@ -174,6 +167,34 @@ pub fn power_in_place<T: Element>(row: &mut [T], inv_max: T, degree: u32) -> Wei
         inv: inv_max,
         degree,
     })
+}
+
+/// [`power_in_place`] inside a dispatched kernel.
+#[inline(always)]
+pub(crate) fn power_in<S: Simd, T: Element>(
+    s: S,
+    row: &mut [T],
+    inv: T,
+    degree: u32,
+) -> WeightSums<T> {
+    // Constant degrees get a fully unrolled power; the rest share one generic loop.
+    match degree {
+        0 => {
+            row.fill(T::ONE);
+            let n = T::from_f64(row.len() as f64);
+            WeightSums { sum: n, abs_sum: n }
+        }
+        1 => power_sums::<S, T, false>(s, row, inv, |x| x),
+        2 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 2)),
+        3 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 3)),
+        4 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 4)),
+        5 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 5)),
+        6 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 6)),
+        7 => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, 7)),
+        8 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, 8)),
+        d if d % 2 == 0 => power_sums::<S, T, true>(s, row, inv, |x| pow::<S, T>(s, x, d)),
+        d => power_sums::<S, T, false>(s, row, inv, |x| pow::<S, T>(s, x, d)),
+    }
 }
 
 /// The loop of [`power_in_place`]; `EVEN` skips the `Σ |w|` accumulation (weights are ≥ 0).
@@ -237,35 +258,41 @@ pub fn exp_in_place<T: Element>(row: &mut [T], shift: T) -> T {
         type Output = T;
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) -> T {
-            let shift = T::v_splat(s, self.shift);
-            let zero = T::v_splat(s, T::ZERO);
-            let (mut sum0, mut sum1) = (zero, zero);
-            let (head, tail) = T::v_as_mut_simd::<S>(self.row);
-            let mut pairs = head.chunks_exact_mut(2);
-            for pair in &mut pairs {
-                let w0 = exp::<S, T>(s, T::v_sub(s, pair[0], shift));
-                let w1 = exp::<S, T>(s, T::v_sub(s, pair[1], shift));
-                pair[0] = w0;
-                pair[1] = w1;
-                sum0 = T::v_add(s, sum0, w0);
-                sum1 = T::v_add(s, sum1, w1);
-            }
-            for x in pairs.into_remainder() {
-                let w = exp::<S, T>(s, T::v_sub(s, *x, shift));
-                *x = w;
-                sum0 = T::v_add(s, sum0, w);
-            }
-            let mut sum = T::v_reduce_sum(s, T::v_add(s, sum0, sum1));
-            // The tail is scalar: padded lanes would contribute exp(0 − shift) ≠ 0.
-            for x in tail {
-                let w = T::from_f64((x.to_f64() - self.shift.to_f64()).exp());
-                *x = w;
-                sum += w;
-            }
-            sum
+            exp_in(s, self.row, self.shift)
         }
     }
     Arch::new().dispatch(Op { row, shift })
+}
+
+/// [`exp_in_place`] inside a dispatched kernel.
+#[inline(always)]
+pub(crate) fn exp_in<S: Simd, T: Element>(s: S, row: &mut [T], shift: T) -> T {
+    let shift_lanes = T::v_splat(s, shift);
+    let zero = T::v_splat(s, T::ZERO);
+    let (mut sum0, mut sum1) = (zero, zero);
+    let (head, tail) = T::v_as_mut_simd::<S>(row);
+    let mut pairs = head.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let w0 = exp::<S, T>(s, T::v_sub(s, pair[0], shift_lanes));
+        let w1 = exp::<S, T>(s, T::v_sub(s, pair[1], shift_lanes));
+        pair[0] = w0;
+        pair[1] = w1;
+        sum0 = T::v_add(s, sum0, w0);
+        sum1 = T::v_add(s, sum1, w1);
+    }
+    for x in pairs.into_remainder() {
+        let w = exp::<S, T>(s, T::v_sub(s, *x, shift_lanes));
+        *x = w;
+        sum0 = T::v_add(s, sum0, w);
+    }
+    let mut sum = T::v_reduce_sum(s, T::v_add(s, sum0, sum1));
+    // The tail is scalar: padded lanes would contribute exp(0 − shift) ≠ 0.
+    for x in tail {
+        let w = T::from_f64((x.to_f64() - shift.to_f64()).exp());
+        *x = w;
+        sum += w;
+    }
+    sum
 }
 
 /// Multiplies every element of `row` by `factor`.
@@ -275,17 +302,23 @@ pub fn scale_in_place<T: Element>(row: &mut [T], factor: T) {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) {
-            let f = T::v_splat(s, self.1);
-            let (head, tail) = T::v_as_mut_simd::<S>(self.0);
-            for x in head {
-                *x = T::v_mul(s, *x, f);
-            }
-            for x in tail {
-                *x *= self.1;
-            }
+            scale_in(s, self.0, self.1)
         }
     }
     Arch::new().dispatch(Op(row, factor))
+}
+
+/// [`scale_in_place`] inside a dispatched kernel.
+#[inline(always)]
+pub(crate) fn scale_in<S: Simd, T: Element>(s: S, row: &mut [T], factor: T) {
+    let f = T::v_splat(s, factor);
+    let (head, tail) = T::v_as_mut_simd::<S>(row);
+    for x in head {
+        *x = T::v_mul(s, *x, f);
+    }
+    for x in tail {
+        *x *= factor;
+    }
 }
 
 /// `state_l += f_l · c` for every row `l` of the row-major `f.len() × c.len()` matrix `state`: one

@@ -22,14 +22,6 @@ pub trait SimdFloat: Copy + Send + Sync + 'static {
     ) -> Self::Lanes<S>;
     fn v_max<S: Simd>(s: S, a: Self::Lanes<S>, b: Self::Lanes<S>) -> Self::Lanes<S>;
     fn v_abs<S: Simd>(s: S, a: Self::Lanes<S>) -> Self::Lanes<S>;
-    /// Lanes where `a < b` take `if_true`, the others `if_false`.
-    fn v_select_less<S: Simd>(
-        s: S,
-        a: Self::Lanes<S>,
-        b: Self::Lanes<S>,
-        if_true: Self::Lanes<S>,
-        if_false: Self::Lanes<S>,
-    ) -> Self::Lanes<S>;
     fn v_reduce_sum<S: Simd>(s: S, a: Self::Lanes<S>) -> Self;
     fn v_reduce_max<S: Simd>(s: S, a: Self::Lanes<S>) -> Self;
     fn v_as_simd<S: Simd>(slice: &[Self]) -> (&[Self::Lanes<S>], &[Self]);
@@ -41,7 +33,10 @@ pub trait SimdFloat: Copy + Send + Sync + 'static {
     /// `2^n` for lanes holding `n + EXP_MAGIC` (the result of the magic-number rounding in `exp`).
     fn v_exp2_of_rounded<S: Simd>(s: S, t: Self::Lanes<S>) -> Self::Lanes<S>;
 
-    /// Below this argument `exp` returns exactly 0 (the true value is subnormal or smaller).
+    /// `exp` clamps its argument here: `(MIN_EXP − 2)·ln 2`, where the power of two it builds
+    /// has a zero exponent field, i.e. is exactly 0 — so arguments whose `2^n` would fall below
+    /// the normal range give 0 (the true value is subnormal or smaller) without a compare and
+    /// select per lane.
     const EXP_MIN_ARG: Self;
     const LOG2E: Self;
     /// `−ln 2 = NEG_LN2_HI + NEG_LN2_LO` with the high part exact in few bits (Cody–Waite).
@@ -57,7 +52,7 @@ pub trait SimdFloat: Copy + Send + Sync + 'static {
 
 macro_rules! impl_simd_float {
     ($t:ty, $lanes:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $mul_add:ident,
-     $max:ident, $abs:ident, $less:ident, $select:ident, $rsum:ident, $rmax:ident, $as_simd:ident,
+     $max:ident, $abs:ident, $rsum:ident, $rmax:ident, $as_simd:ident,
      $as_mut_simd:ident, $pload:ident, $pstore:ident) => {
         impl SimdFloat for $t {
             type Lanes<S: Simd> = S::$lanes;
@@ -89,16 +84,6 @@ macro_rules! impl_simd_float {
             #[inline(always)]
             fn v_abs<S: Simd>(s: S, a: S::$lanes) -> S::$lanes {
                 s.$abs(a)
-            }
-            #[inline(always)]
-            fn v_select_less<S: Simd>(
-                s: S,
-                a: S::$lanes,
-                b: S::$lanes,
-                if_true: S::$lanes,
-                if_false: S::$lanes,
-            ) -> S::$lanes {
-                s.$select(s.$less(a, b), if_true, if_false)
             }
             #[inline(always)]
             fn v_reduce_sum<S: Simd>(s: S, a: S::$lanes) -> Self {
@@ -133,7 +118,7 @@ macro_rules! impl_simd_float {
             const ONE: Self = 1.0;
             const LOG2E: Self = std::f64::consts::LOG2_E as $t;
             const EXP_MAGIC: Self = 1.5 * (1u64 << <$t>::MANTISSA_DIGITS - 1) as $t;
-            const EXP_MIN_ARG: Self = (<$t>::MIN_EXP - 1) as $t * std::f64::consts::LN_2 as $t;
+            const EXP_MIN_ARG: Self = (<$t>::MIN_EXP - 2) as $t * std::f64::consts::LN_2 as $t;
             const EXP_POLY: &'static [Self] = <$t as ExpConstants>::POLY;
             const NEG_LN2_HI: Self = -<$t as ExpConstants>::LN2_HI;
             const NEG_LN2_LO: Self = -<$t as ExpConstants>::LN2_LO;
@@ -216,8 +201,6 @@ impl_simd_float!(
     mul_add_f32s,
     max_f32s,
     abs_f32s,
-    less_than_f32s,
-    select_f32s,
     reduce_sum_f32s,
     reduce_max_f32s,
     as_simd_f32s,
@@ -235,8 +218,6 @@ impl_simd_float!(
     mul_add_f64s,
     max_f64s,
     abs_f64s,
-    less_than_f64s,
-    select_f64s,
     reduce_sum_f64s,
     reduce_max_f64s,
     as_simd_f64s,
@@ -246,7 +227,8 @@ impl_simd_float!(
 );
 
 /// Vectorized `e^x` for `x ≤ 0` (softmax arguments after subtracting the row maximum) (Cody–Waite range reduction + polynomial):
-/// ≤ 2 ulp for f32, a few ulp for f64; exactly 0 below `EXP_MIN_ARG`.
+/// ≤ 2 ulp for f32, a few ulp for f64 where the result is normal; exactly 0 where `x·log2(e)`
+/// rounds to the exponent below the normal range, subnormal (correctly scaled) just above it.
 #[inline(always)]
 pub fn exp<S: Simd, T: SimdFloat>(s: S, x: T::Lanes<S>) -> T::Lanes<S> {
     let min_arg = T::v_splat(s, T::EXP_MIN_ARG);
@@ -265,6 +247,6 @@ pub fn exp<S: Simd, T: SimdFloat>(s: S, x: T::Lanes<S>) -> T::Lanes<S> {
     let r2 = T::v_mul(s, r, r);
     let one = T::v_splat(s, T::ONE);
     let e_r = T::v_add(s, T::v_mul_add(s, p, r2, r), one);
-    let result = T::v_mul(s, e_r, T::v_exp2_of_rounded(s, t));
-    T::v_select_less(s, x, min_arg, T::v_splat(s, T::ZERO), result)
+    // At the clamp, n = MIN_EXP − 2 and 2^n is built as +0.0, so far-negative x give exactly 0.
+    T::v_mul(s, e_r, T::v_exp2_of_rounded(s, t))
 }

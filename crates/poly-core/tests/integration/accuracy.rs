@@ -8,8 +8,9 @@ use poly_core::{
 use std::mem::discriminant;
 
 /// (batch, heads, n_q, n_k, d, d_v): n = 1, d = 1, d_v ≠ d, n_q ≠ n_k both ways, tails of the
-/// 64-row query tile, and key counts above the single-tile limit (768) so that the streaming
-/// rescaling across key tiles (512) is exercised.
+/// 64- and 128-row query tiles, key counts above the single-tile limit (768) so that the streaming
+/// rescaling across key tiles (≤ 512, evened out) is exercised, and a causal problem wide enough
+/// (≥ 4096 keys) for 128-row tiles whose diagonal is masked.
 const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
     (1, 1, 1, 1, 1, 1),
     (1, 1, 1, 5, 3, 2),
@@ -19,6 +20,7 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
     (1, 1, 130, 65, 4, 4),
     (1, 1, 100, 1500, 8, 4),
     (2, 1, 129, 1100, 16, 16),
+    (1, 1, 300, 4163, 4, 3),
 ];
 
 const DEGREES: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 33, 64];

@@ -49,6 +49,20 @@ fn results_are_bit_identical_across_thread_counts() {
 }
 
 #[test]
+fn wide_causal_tiles_are_bit_identical_across_thread_counts() {
+    // Causal with ≥ 4096 keys takes 128-row query tiles; 4200 rows end in a ragged tile.
+    let mut r = rng(13);
+    let q = random_tensor::<f32>(&mut r, [1, 2, 4200, 8], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 2, 4200, 8], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 2, 4200, 5], Data::Signed);
+    for cfg in configs().into_iter().filter(|c| c.mask == Mask::Causal) {
+        let one = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(1))).unwrap();
+        let two = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(2))).unwrap();
+        assert!(bits_equal(one.as_slice(), two.as_slice()), "{cfg:?}");
+    }
+}
+
+#[test]
 fn attention_into_a_used_buffer_equals_attention() {
     let mut r = rng(12);
     let q = random_tensor::<f32>(&mut r, [2, 2, 130, 16], Data::Signed);
