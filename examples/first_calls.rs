@@ -4,17 +4,23 @@
 //! does; measured first, in the fresh process), and prints calls 1–3 against the median of calls
 //! 10–20 for each.
 //!
-//! `cargo run --release --example first_calls [n]`
+//! With `--warm-up`, the process first calls `polyattn::core::warm_up`, as a server would at
+//! start-up.
+//!
+//! `cargo run --release --example first_calls [n] [--warm-up]`
 
-use polyattn::core::attention_into;
+use polyattn::core::{Threads, attention_into, warm_up};
 use polyattn::{AttentionConfig, Mask, Tensor, attention};
 use std::time::Instant;
 
 fn main() -> Result<(), polyattn::Error> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(4096);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(4096);
+    if args.iter().any(|a| a == "--warm-up") {
+        let start = Instant::now();
+        warm_up(Threads::Global)?;
+        println!("warm_up: {:.2} ms", start.elapsed().as_secs_f64() * 1e3);
+    }
     let inputs: Vec<Tensor<f32>> = (1..=3)
         .map(|seed| polyattn::data::synthetic::uniform([1, 8, n, 64], -1.0, 1.0, seed))
         .collect::<Result<_, _>>()

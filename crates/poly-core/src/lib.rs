@@ -34,6 +34,7 @@ mod sequences;
 mod simd;
 mod tensor;
 mod validate;
+mod warm_up;
 
 /// Building blocks that poly-sketch and the benchmarks share with the exact engine: the
 /// sequential GEMM shapes (faer, `Par::Seq`) and the SIMD row kernels (pulp). They are total for
@@ -74,6 +75,7 @@ pub use resources::{
 pub use sequences::{Layout, Sequences};
 pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
 pub use validate::{Dims, check_inputs};
+pub use warm_up::warm_up;
 
 /// The SIMD instruction set pulp selects on this machine (`"x86-64-v4 (AVX-512)"`, …), for records.
 pub fn simd_level() -> &'static str {

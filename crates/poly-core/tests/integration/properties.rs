@@ -63,6 +63,29 @@ fn wide_causal_tiles_are_bit_identical_across_thread_counts() {
 }
 
 #[test]
+fn warm_up_changes_no_result_and_refuses_impossible_thread_counts() {
+    let mut r = rng(14);
+    let q = random_tensor::<f32>(&mut r, [1, 2, 300, 16], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 2, 900, 16], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 2, 900, 8], Data::Signed);
+    let cfg = AttentionConfig::softmax().with_threads(threads(2));
+    let before = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+    // The warm-up leaves its own numbers in the workers' score tiles, which the engine reuses.
+    poly_core::warm_up(threads(2)).unwrap();
+    poly_core::warm_up(Threads::Global).unwrap();
+    let after = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+    assert!(bits_equal(before.as_slice(), after.as_slice()));
+    let too_many = poly_core::max_threads() + 1;
+    assert!(matches!(
+        poly_core::warm_up(threads(too_many)),
+        Err(Error::InvalidParameter {
+            name: "threads",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn attention_into_a_used_buffer_equals_attention() {
     let mut r = rng(12);
     let q = random_tensor::<f32>(&mut r, [2, 2, 130, 16], Data::Signed);
