@@ -115,32 +115,15 @@ fn entry(x: &Tensor<f32>, b: usize, len: usize) -> Tensor<f32> {
 #[test]
 fn padded_keys_are_never_seen() {
     let mut r = rng(52);
-    let (n, lengths) = (70, [70, 1, 33]);
-    let q = random_tensor::<f32>(&mut r, [3, 2, n, 6], Data::Positive);
-    let k = random_tensor::<f32>(&mut r, [3, 2, n, 6], Data::Positive);
-    let v = random_tensor::<f32>(&mut r, [3, 2, n, 4], Data::Signed);
-    for kernel in [Kernel::Polynomial { degree: 4 }, Kernel::Softmax] {
-        for mask in [Mask::None, Mask::Causal] {
-            let cfg = AttentionConfig::new(kernel).with_mask(mask);
-            let padded = attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
-            let want =
-                reference_attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
-            assert!(relative_error(&padded, &want) < 1e-4, "{kernel:?} {mask:?}");
-            for (b, &len) in lengths.iter().enumerate() {
-                // The valid rows equal the entry cut to its length (the padding never enters).
-                let alone = attention(
-                    entry(&q, b, len).view(),
-                    entry(&k, b, len).view(),
-                    entry(&v, b, len).view(),
-                    &cfg,
-                )
-                .unwrap();
-                let mine = entry(&padded, b, len);
-                let err = max_relative_gap(&mine, &alone);
-                assert!(err < 1e-4, "{kernel:?} {mask:?} entry {b}: {err}");
-            }
-        }
+    // 70 rows: one 64-row tile and a tail; 200: non-causal tiles of 128 rows and a tail.
+    for (n, lengths) in [(70, [70, 1, 33]), (200, [200, 1, 133])] {
+        padded_case(&mut r, n, lengths);
     }
+    let (q, k, v) = (
+        random_tensor::<f32>(&mut r, [3, 2, 70, 6], Data::Positive),
+        random_tensor::<f32>(&mut r, [3, 2, 70, 6], Data::Positive),
+        random_tensor::<f32>(&mut r, [3, 2, 70, 4], Data::Signed),
+    );
     let cfg = AttentionConfig::polynomial(2);
     for bad in [&[70, 1][..], &[70, 0, 3], &[71, 1, 1]] {
         let err = attention_padded(q.view(), k.view(), v.view(), &cfg, bad).unwrap_err();
@@ -154,5 +137,38 @@ fn padded_keys_are_never_seen() {
             ),
             "{bad:?}"
         );
+    }
+}
+
+/// A padded batch of three entries of `n` rows with valid lengths `lengths`: the engine equals the
+/// reference, and each entry's valid rows equal that entry alone.
+fn padded_case(r: &mut rand::rngs::StdRng, n: usize, lengths: [usize; 3]) {
+    let q = random_tensor::<f32>(r, [3, 2, n, 6], Data::Positive);
+    let k = random_tensor::<f32>(r, [3, 2, n, 6], Data::Positive);
+    let v = random_tensor::<f32>(r, [3, 2, n, 4], Data::Signed);
+    for kernel in [Kernel::Polynomial { degree: 4 }, Kernel::Softmax] {
+        for mask in [Mask::None, Mask::Causal] {
+            let cfg = AttentionConfig::new(kernel).with_mask(mask);
+            let padded = attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
+            let want =
+                reference_attention_padded(q.view(), k.view(), v.view(), &cfg, &lengths).unwrap();
+            assert!(
+                relative_error(&padded, &want) < 1e-4,
+                "{kernel:?} {mask:?} n = {n}"
+            );
+            for (b, &len) in lengths.iter().enumerate() {
+                // The valid rows equal the entry cut to its length (the padding never enters).
+                let alone = attention(
+                    entry(&q, b, len).view(),
+                    entry(&k, b, len).view(),
+                    entry(&v, b, len).view(),
+                    &cfg,
+                )
+                .unwrap();
+                let mine = entry(&padded, b, len);
+                let err = max_relative_gap(&mine, &alone);
+                assert!(err < 1e-4, "{kernel:?} {mask:?} n = {n} entry {b}: {err}");
+            }
+        }
     }
 }
