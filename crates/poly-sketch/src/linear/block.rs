@@ -1,7 +1,7 @@
 //! One block of one head: its prepared inputs, state features and local weights.
 
 use super::LinearAttentionConfig;
-use crate::exact2::pack_symmetric_square_transposed;
+use crate::exact2::{pack_symmetric_square, pack_symmetric_square_transposed};
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::powi;
 use poly_core::primitives::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
@@ -121,14 +121,17 @@ impl<T: Element> Head<'_, T> {
         }
     }
 
-    /// Whether the state features are stored transposed (`m × rows`): for self-tensored maps,
-    /// whose packing is then one contiguous product per feature.
-    fn transposed(&self) -> bool {
+    /// Whether the key features `B` are stored transposed (`m × rows`): for self-tensored maps,
+    /// whose packing is then one contiguous product per feature, and whose state update
+    /// `Z += B [V | 1]` is then a plain product. Query features `A` are always `rows × m`: the
+    /// read-out `A Z` runs about 15% faster on them than `Aᵀ Z` on transposed ones (210 vs 255 µs
+    /// at m = 528, 256 rows, d_v = 64), and packing them row by row costs no more.
+    fn keys_transposed(&self) -> bool {
         self.map.tensored_inner().is_some()
     }
 
     /// State features of prepared rows `x` into `features`; for a self-tensored map the inner
-    /// rows go to `inner` first and are packed from there, transposed.
+    /// rows go to `inner` first and are packed from there (keys transposed).
     fn features(
         &self,
         x: &[T],
@@ -143,7 +146,17 @@ impl<T: Element> Head<'_, T> {
             Some(map) => {
                 let r = map.feature_dim();
                 map.map_into(x, &mut inner[..rows * r]);
-                pack_symmetric_square_transposed(&inner[..rows * r], rows, r, columns, features);
+                if is_query {
+                    pack_symmetric_square(&inner[..rows * r], r, features);
+                } else {
+                    pack_symmetric_square_transposed(
+                        &inner[..rows * r],
+                        rows,
+                        r,
+                        columns,
+                        features,
+                    );
+                }
             }
             None if is_query => self.map.map_queries_into(x, features),
             None => self.map.map_keys_into(x, features),
@@ -167,7 +180,7 @@ impl<T: Element> Head<'_, T> {
         let (m, dv1) = (self.m(), self.dv1());
         let (z, u) = state.split_at_mut(m * dv1);
         let b = &s.b[..rows * m];
-        if self.transposed() {
+        if self.keys_transposed() {
             gemm_add_ab(z, b, &s.c, m, dv1, rows);
         } else {
             gemm_add_atb(z, b, &s.c, m, dv1, rows);
@@ -175,7 +188,7 @@ impl<T: Element> Head<'_, T> {
         if !self.judges_normalizer() {
             return;
         }
-        if self.transposed() {
+        if self.keys_transposed() {
             for (u, feature) in u.iter_mut().zip(b.chunks_exact(rows)) {
                 *u += feature.iter().fold(T::ZERO, |acc, &x| acc + abs(x));
             }
@@ -192,38 +205,26 @@ impl<T: Element> Head<'_, T> {
         let m = self.m();
         let (a, b) = (&s.a[..rows * m], &s.b[..rows * m]);
         let magnitude = &mut s.magnitude[..rows];
-        magnitude.fill(0.0);
-        if self.transposed() {
-            // `m × rows`: one pass per feature, along the rows.
-            for ((&u, a), b) in u.iter().zip(a.chunks_exact(rows)).zip(b.chunks_exact(rows)) {
-                let mut running = u.to_f64();
-                for ((mag, a), b) in magnitude.iter_mut().zip(a).zip(b) {
-                    if with_local_keys {
-                        running += b.to_f64().abs();
-                    }
-                    *mag += a.to_f64().abs() * running;
+        let keys_transposed = self.keys_transposed();
+        let running = &mut s.running;
+        running.iter_mut().zip(u).for_each(|(r, u)| *r = u.to_f64());
+        for (i, (mag, a)) in magnitude.iter_mut().zip(a.chunks_exact(m)).enumerate() {
+            if with_local_keys {
+                for (f, r) in running.iter_mut().enumerate() {
+                    // Key i's feature f, in either layout of the key features.
+                    let b_if = if keys_transposed {
+                        b[f * rows + i]
+                    } else {
+                        b[i * m + f]
+                    };
+                    *r += b_if.to_f64().abs();
                 }
             }
-        } else {
-            let running = &mut s.running;
-            running.iter_mut().zip(u).for_each(|(r, u)| *r = u.to_f64());
-            for ((mag, a), b) in magnitude
-                .iter_mut()
-                .zip(a.chunks_exact(m))
-                .zip(b.chunks_exact(m))
-            {
-                if with_local_keys {
-                    running
-                        .iter_mut()
-                        .zip(b)
-                        .for_each(|(r, b)| *r += b.to_f64().abs());
-                }
-                *mag = a
-                    .iter()
-                    .zip(running.iter())
-                    .map(|(a, r)| a.to_f64().abs() * r)
-                    .sum();
-            }
+            *mag = a
+                .iter()
+                .zip(running.iter())
+                .map(|(a, r)| a.to_f64().abs() * r)
+                .sum();
         }
     }
 
@@ -308,11 +309,7 @@ impl<T: Element> Head<'_, T> {
     fn add_earlier(&self, rows: usize, s: &mut Scratch<T>, state: &[T]) {
         let (dv1, m) = (self.dv1(), self.m());
         let z = &state[..m * dv1];
-        if self.transposed() {
-            gemm_add_atb(&mut s.y, &s.a, z, rows, dv1, m);
-        } else {
-            gemm_add_ab(&mut s.y, &s.a, z, rows, dv1, m);
-        }
+        gemm_add_ab(&mut s.y, &s.a, z, rows, dv1, m);
     }
 
     /// Rows of `[Σ w v | Σ w]` in `s.y` → outputs, with the configured normalization and the
