@@ -1,8 +1,10 @@
 //! The online step of the streaming engines (docs/math.md §2.3–2.4): folding one key tile's scores
 //! into each query row's running maximum, weight sums and accumulator `Σ w' v`.
 //!
-//! A whole tile is one SIMD dispatch: dispatching per row (two or three kernels for each of a
-//! tile's 64 rows) costs a noticeable share of the element-wise work itself.
+//! A whole tile is one SIMD dispatch, with the row kernels inlined into its loop, instead of two or
+//! three dispatches per row. The operations and their order are those of the per-row kernels, so
+//! results are bit-identical to theirs; the time saved was within this project's VM noise
+//! (n = 4096, β = 4: 0.216–0.224 s before, 0.218–0.223 s after).
 
 use crate::config::Kernel;
 use crate::element::Element;
