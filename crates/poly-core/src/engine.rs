@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub const QUERY_TILE: usize = 64;
 /// Query rows per task where all of a tile's rows see the same keys (and causal problems with at
 /// least [`WIDE_QUERY_MIN_KEYS`] keys): each key and value tile streamed through the cache then
-/// serves twice the rows, and the tile's GEMMs run closer to the GEMM rate (measured: 3–5% faster
+/// serves twice the rows, and the tile's GEMMs run closer to the GEMM rate (measured: 3–7% faster
 /// at n = 1024 … 4096, `poly-bench time`).
 pub const WIDE_QUERY_TILE: usize = 128;
 /// From this many keys on, a causal problem takes [`WIDE_QUERY_TILE`]: the masked half of its
