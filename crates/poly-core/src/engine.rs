@@ -21,7 +21,7 @@ use crate::error::{Error, Result, RowPosition};
 use crate::gemm::{gemm_abt, gemm_add_ab};
 use crate::layernorm::layernorm_rows;
 use crate::normalize::{RowTotals, finalize_row};
-pub(crate) use crate::online::TileStats;
+use crate::online::TileStats;
 use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::{Dims, check_inputs};

@@ -9,11 +9,12 @@
 
 use crate::config::{AttentionConfig, Kernel, Mask};
 use crate::element::Element;
-use crate::engine::{QueryTile, TileStats, run_with_threads};
+use crate::engine::{QueryTile, run_with_threads};
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::kernels::{first_non_finite, powi};
 use crate::layernorm::layernorm_in_place;
 use crate::normalize::{RowTotals, finalize_row};
+use crate::online::TileStats;
 use crate::resources::check_elements;
 use crate::tensor::Tensor;
 use crate::validate::Dims;

@@ -9,13 +9,12 @@
 
 use crate::config::{AttentionConfig, Kernel, Normalization};
 use crate::element::Element;
-use crate::engine::{
-    KEY_TILE, QUERY_TILE, QueryTile, Scratch, TilePlan, TileStats, run_with_threads,
-};
+use crate::engine::{KEY_TILE, QUERY_TILE, QueryTile, Scratch, TilePlan, run_with_threads};
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::kernels::first_non_finite;
 use crate::layernorm::layernorm_in_place;
 use crate::normalize::{RowTotals, finalize_row};
+use crate::online::TileStats;
 use crate::resources::check_elements;
 use crate::tensor::{Tensor, TensorRef};
 use crate::validate::Dims;
