@@ -83,13 +83,13 @@ impl RowMoments {
 #[inline(always)]
 fn sum_f64<T: Element>(row: &[T], f: impl Fn(f64) -> f64) -> f64 {
     let mut lanes = [0.0f64; 8];
-    let mut quads = row.chunks_exact(8);
-    for quad in &mut quads {
-        for (lane, x) in lanes.iter_mut().zip(quad) {
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
             *lane += f(x.to_f64());
         }
     }
-    let tail: f64 = quads.remainder().iter().map(|x| f(x.to_f64())).sum();
+    let tail: f64 = chunks.remainder().iter().map(|x| f(x.to_f64())).sum();
     lanes.iter().sum::<f64>() + tail
 }
 

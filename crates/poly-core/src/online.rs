@@ -4,7 +4,8 @@
 //! A whole tile is one SIMD dispatch, with the row kernels inlined into its loop, instead of two or
 //! three dispatches per row. The operations and their order are those of the per-row kernels, so
 //! results are bit-identical to theirs; the time saved was within this project's VM noise
-//! (n = 4096, β = 4: 0.216–0.224 s before, 0.218–0.223 s after).
+//! (n = 4096, β = 4: 0.216–0.225 s before, 0.218–0.223 s after, medians of four alternated
+//! `poly-bench time` runs each).
 
 use crate::config::Kernel;
 use crate::element::Element;

@@ -70,7 +70,7 @@ fn warm_up_changes_no_result_and_refuses_impossible_thread_counts() {
     let v = random_tensor::<f32>(&mut r, [1, 2, 900, 8], Data::Signed);
     let cfg = AttentionConfig::softmax().with_threads(threads(2));
     let before = attention(q.view(), k.view(), v.view(), &cfg).unwrap();
-    // The warm-up leaves its own numbers in the workers' score tiles, which the engine reuses.
+    // The warm-up leaves nonzero scores in the workers' score tiles, which the engine reuses.
     poly_core::warm_up(threads(2)).unwrap();
     poly_core::warm_up(Threads::Global).unwrap();
     let after = attention(q.view(), k.view(), v.view(), &cfg).unwrap();

@@ -124,8 +124,9 @@ impl<T: Element> Head<'_, T> {
     /// Whether the key features `B` are stored transposed (`m × rows`): for self-tensored maps,
     /// whose packing is then one contiguous product per feature, and whose state update
     /// `Z += B [V | 1]` is then a plain product. Query features `A` are always `rows × m`: the
-    /// read-out `A Z` runs about 15% faster on them than `Aᵀ Z` on transposed ones (210 vs 255 µs
-    /// at m = 528, 256 rows, d_v = 64), and packing them row by row costs no more.
+    /// read-out `A Z` runs about 15% faster on them than `Aᵀ Z` on transposed ones (210–221 vs
+    /// 252–257 µs at m = 528, 256 rows, d_v = 64, one thread), and packing them row by row costs no
+    /// more.
     fn keys_transposed(&self) -> bool {
         self.map.tensored_inner().is_some()
     }
