@@ -1,7 +1,8 @@
 //! The pieces under the attention engines, each against a yardstick measured in the same run.
 //!
-//! * `power`: the scaled power kernel (β = 4, with its row sums) over a 64 × 512 tile, against a
-//!   plain copy of the same bytes — how close the elementwise pass runs to memory speed;
+//! * `power`: the scaled power kernel (β = 4, with its row sums) and softmax's row maximum plus
+//!   exp (with its row sums) over a 64 × 512 tile, against a plain copy of the same bytes — how
+//!   close the elementwise passes run to memory speed;
 //! * `feature_maps`: every feature map on one block of 256 rows (d = 64, m ≈ 528);
 //! * `sketched_n{1024,4096}`: self-tensored PolySketch (p = 4, r = 32, b = 256) causal, its mixed
 //!   variant and exact causal β = 4, batch × heads = 8, all threads.
@@ -11,7 +12,7 @@
 use criterion::{Criterion, Throughput};
 use poly_bench::methods::{FEATURES, MethodName};
 use poly_bench::scenario::Scenario;
-use poly_core::primitives::power_in_place;
+use poly_core::primitives::{exp_in_place, power_in_place, row_max};
 use poly_data::synthetic::uniform;
 use poly_sketch::{LinearAttentionConfig, MapKind, MapSpec, linear_attention};
 use std::hint::black_box;
@@ -23,6 +24,19 @@ fn power_tile(work: &mut [f32], tile: &[f32]) -> f32 {
     work.copy_from_slice(tile);
     work.chunks_exact_mut(512)
         .map(|row| power_in_place(row, 1.0, 4).sum)
+        .sum()
+}
+
+/// Resets the tile and turns each row into softmax weights `exp(x − max)`, as the engine does per
+/// key tile.
+#[inline(never)]
+fn exp_tile(work: &mut [f32], tile: &[f32]) -> f32 {
+    work.copy_from_slice(tile);
+    work.chunks_exact_mut(512)
+        .map(|row| {
+            let max = row_max(row);
+            exp_in_place(row, max)
+        })
         .sum()
 }
 
@@ -46,6 +60,9 @@ fn bench_power(c: &mut Criterion) {
     group.throughput(Throughput::Bytes((tile.len() * 4) as u64));
     group.bench_function("power4_tile_64x512", |b| {
         b.iter(|| black_box(power_tile(work, &tile)))
+    });
+    group.bench_function("max_exp_tile_64x512", |b| {
+        b.iter(|| black_box(exp_tile(work, &tile)))
     });
     // The yardstick on the same buffers: the reset copy plus a second copy standing in for the
     // power pass's read and write of the tile.

@@ -460,33 +460,46 @@ mod tests {
         }
     }
 
+    /// The contract of `simd::exp`: relative error ≤ (2 + |x|)·ε where the result is normal
+    /// (the `|x|·ε` from rounding `x·log2 e`), so absolute error ≤ (2 + 1/e)·ε for weights ≤ 1.
     #[test]
-    fn exp_is_within_two_ulp_in_f32_and_tight_in_f64() {
-        let mut worst_ulp = 0.0f64;
-        let xs: Vec<f32> = (0..20000).map(|i| -(i as f32) * 0.0044).collect();
-        let mut row = xs.clone();
-        exp_in_place(&mut row, 0.0f32);
-        for (&x, &y) in xs.iter().zip(&row) {
-            let exact = (x as f64).exp();
-            if exact < f32::MIN_POSITIVE as f64 {
-                continue;
+    fn exp_is_within_its_error_bound_in_f32_and_f64() {
+        fn worst<T: Element>(step: f64, count: usize, eps: f64, min_positive: f64) -> (f64, f64) {
+            let xs: Vec<T> = (0..count)
+                .map(|i| T::from_f64(-(i as f64) * step))
+                .collect();
+            let mut row = xs.clone();
+            exp_in_place(&mut row, T::ZERO);
+            let (mut relative, mut absolute) = (0.0f64, 0.0f64);
+            for (x, y) in xs.iter().zip(&row) {
+                let (x, y) = (x.to_f64(), y.to_f64());
+                let exact = x.exp();
+                absolute = absolute.max((y - exact).abs() / eps);
+                if exact < min_positive {
+                    assert!(y <= min_positive, "x = {x}: {y}");
+                    continue;
+                }
+                relative = relative.max((y - exact).abs() / (exact * eps * (2.0 + x.abs())));
             }
-            let ulp = (exact as f32).abs() * f32::EPSILON;
-            worst_ulp = worst_ulp.max(((y as f64) - exact).abs() / ulp as f64);
+            (relative, absolute)
         }
-        assert!(worst_ulp <= 2.0, "worst f32 exp error {worst_ulp} ulp");
-
-        let xs: Vec<f64> = (0..20000).map(|i| -(i as f64) * 0.035).collect();
-        let mut row = xs.clone();
-        exp_in_place(&mut row, 0.0f64);
-        for (&x, &y) in xs.iter().zip(&row) {
-            let exact = x.exp();
-            if exact < f64::MIN_POSITIVE {
-                assert!(y < 1e-300);
-                continue;
-            }
-            assert!((y - exact).abs() <= 4.0 * f64::EPSILON * exact, "x = {x}");
-        }
+        let (relative, absolute) =
+            worst::<f32>(0.0044, 20000, f32::EPSILON.into(), f32::MIN_POSITIVE.into());
+        assert!(relative <= 1.0, "f32 exp: {relative} of its relative bound");
+        assert!(
+            absolute <= 2.0 + 1.0 / std::f64::consts::E,
+            "f32 exp: {absolute} ε"
+        );
+        // Where |x| < 1/2 the exponent rounds to 0 and only the polynomial's error is left.
+        let (near_zero, _) =
+            worst::<f32>(1e-5, 30000, f32::EPSILON.into(), f32::MIN_POSITIVE.into());
+        assert!(near_zero <= 1.0, "f32 exp near 0: {near_zero}");
+        let (relative, absolute) = worst::<f64>(0.035, 20000, f64::EPSILON, f64::MIN_POSITIVE);
+        assert!(relative <= 1.0, "f64 exp: {relative} of its relative bound");
+        assert!(
+            absolute <= 2.0 + 1.0 / std::f64::consts::E,
+            "f64 exp: {absolute} ε"
+        );
     }
 
     #[test]
