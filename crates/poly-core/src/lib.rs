@@ -26,6 +26,7 @@ mod kv_cache;
 mod layernorm;
 mod normalize;
 mod online;
+mod pack;
 mod pages;
 mod partial;
 mod reference;
@@ -45,6 +46,9 @@ pub mod primitives {
     pub use crate::kernels::{
         WeightSums, abs_max, exp_in_place, first_non_finite, power_in_place, powi, rank_one_update,
         row_max, scale_in_place, weighted_row_sum,
+    };
+    pub use crate::pack::{
+        pack_symmetric_square, pack_symmetric_square_backward, pack_symmetric_square_transposed,
     };
 }
 

@@ -64,7 +64,7 @@ impl<T: Element> FeatureMap<T> for SelfTensoredSketch<T> {
         let mut inner = vec![T::ZERO; rows * r];
         self.inner.map_into(x, &mut inner);
         let mut grad_inner = vec![T::ZERO; rows * r];
-        crate::exact2::pack_symmetric_square_backward(&inner, r, grad, &mut grad_inner);
+        poly_core::primitives::pack_symmetric_square_backward(&inner, r, grad, &mut grad_inner);
         self.inner.backward_into(x, &inner, &grad_inner, grad_x)
     }
     fn tensored_inner(&self) -> Option<&dyn FeatureMap<T>> {

@@ -1,10 +1,9 @@
 //! One block of one head: its prepared inputs, state features and local weights.
 
 use super::LinearAttentionConfig;
-use crate::exact2::{pack_symmetric_square, pack_symmetric_square_transposed};
 use crate::feature_map::FeatureMap;
-use poly_core::primitives::powi;
 use poly_core::primitives::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
+use poly_core::primitives::{pack_symmetric_square, pack_symmetric_square_transposed, powi};
 use poly_core::{Element, Result, RowPosition, layernorm_in_place};
 
 /// How the weights inside a diagonal block are computed.
