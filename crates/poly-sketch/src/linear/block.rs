@@ -261,24 +261,31 @@ impl<T: Element> Head<'_, T> {
         earlier: &[T],
         out: &mut [T],
     ) -> Result<()> {
-        let w = &mut s.w[..rows * rows];
-        match self.local() {
-            Local::Features => {
-                gemm_abt(w, &s.a, &s.b, rows, rows, self.m(), T::ONE);
-                lower_triangle(w, rows, |x| x);
-            }
-            Local::Squared(inner) => {
-                let r = inner.feature_dim();
-                gemm_abt(w, &s.mq, &s.mk, rows, rows, r, T::ONE);
-                lower_triangle(w, rows, |x| x * x);
-            }
-            Local::Exact(degree) => {
-                gemm_abt(w, &s.xq, &s.xk, rows, rows, self.d, T::ONE);
-                lower_triangle(w, rows, |x| powi(x, degree));
-            }
-        }
+        // The lower triangle in two row halves: the top rows see only the first `top` keys, so
+        // a quarter of the square is never computed (its weights would all be masked).
+        let top = local_split(rows);
         let dv1 = self.dv1();
-        gemm_ab(&mut s.y, w, &s.c, rows, dv1, rows);
+        let local = self.local();
+        let (lq, lk, width) = match local {
+            Local::Features => (&s.a, &s.b, self.m()),
+            Local::Squared(inner) => (&s.mq, &s.mk, inner.feature_dim()),
+            Local::Exact(_) => (&s.xq, &s.xk, self.d),
+        };
+        for (first_row, row_count, keys) in [(0, top, top), (top, rows - top, rows)] {
+            if row_count == 0 {
+                continue;
+            }
+            let w = &mut s.w[first_row * top..first_row * top + row_count * keys];
+            let queries = &lq[first_row * width..(first_row + row_count) * width];
+            gemm_abt(w, queries, lk, row_count, keys, width, T::ONE);
+            match local {
+                Local::Features => lower_triangle(w, keys, first_row, |x| x),
+                Local::Squared(_) => lower_triangle(w, keys, first_row, |x| x * x),
+                Local::Exact(degree) => lower_triangle(w, keys, first_row, |x| powi(x, degree)),
+            }
+            let y = &mut s.y[first_row * dv1..(first_row + row_count) * dv1];
+            gemm_ab(y, w, &s.c, row_count, dv1, keys);
+        }
         self.add_earlier(rows, s, earlier);
         if self.judges_normalizer() {
             let u = self.magnitude_state(earlier);
@@ -286,11 +293,12 @@ impl<T: Element> Head<'_, T> {
                 Local::Exact(_) => {
                     // Exact local weights are the terms themselves, as in the exact engine.
                     self.feature_magnitudes(rows, s, u, false);
-                    for (mag, w) in s
-                        .magnitude
-                        .iter_mut()
-                        .zip(s.w[..rows * rows].chunks_exact(rows))
-                    {
+                    let (top_rows, bottom_rows) = s.w.split_at(top * top);
+                    let local_rows = top_rows
+                        .chunks_exact(top.max(1))
+                        .take(top)
+                        .chain(bottom_rows.chunks_exact(rows).take(rows - top));
+                    for (mag, w) in s.magnitude.iter_mut().zip(local_rows) {
                         *mag += w.iter().map(|w| w.to_f64().abs()).sum::<f64>();
                     }
                 }
@@ -343,13 +351,23 @@ impl<T: Element> Head<'_, T> {
     }
 }
 
-/// Applies `f` on and below the diagonal of a `rows × rows` matrix and zeroes above it (key
-/// `j > i` is the future of query `i`).
-fn lower_triangle<T: Element>(w: &mut [T], rows: usize, f: impl Fn(T) -> T) {
-    for (i, row) in w.chunks_exact_mut(rows).enumerate() {
-        let (past, future) = row.split_at_mut(i + 1);
+/// Applies `f` to the visible weights of rows `first_row, first_row + 1, …` of a block (`w` holds
+/// them, `keys` wide) and zeroes the rest: key `j > i` is the future of query `i`.
+fn lower_triangle<T: Element>(w: &mut [T], keys: usize, first_row: usize, f: impl Fn(T) -> T) {
+    for (i, row) in w.chunks_exact_mut(keys).enumerate() {
+        let (past, future) = row.split_at_mut((first_row + i + 1).min(keys));
         past.iter_mut().for_each(|x| *x = f(*x));
         future.fill(T::ZERO);
+    }
+}
+
+/// Where a block's rows are cut for the local weights (see [`Head::causal_block`]): half, in
+/// whole 16-row steps once there are enough rows for the GEMMs to care.
+fn local_split(rows: usize) -> usize {
+    if rows >= 64 {
+        rows / 2 / 16 * 16
+    } else {
+        rows / 2
     }
 }
 
