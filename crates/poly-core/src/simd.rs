@@ -221,14 +221,16 @@ impl_simd_float!(
     partial_store_f64s
 );
 
-/// Vectorized `e^x` for `x ≤ 0` (softmax arguments after subtracting the row maximum), as
+/// Vectorized `e^x` (softmax's arguments after subtracting the row maximum, so `x ≤ 0`), as
 /// `2^(x·log2 e)`: the exponent rounds to `n + f` with `|f| ≤ 1/2`, a degree-5 (f32) or 13 (f64)
 /// polynomial gives `2^f`, and `n` goes into the exponent field.
 ///
 /// Rounding `x·log2 e` costs a relative error of up to `|x|·ε` (so `(2 + |x|)·ε` in all, and at
 /// most `(2 + 1/e)·ε` absolute, the weights being ≤ 1) — against a two-step Cody–Waite reduction
 /// this saves two FMAs per register, which bound this loop. Exactly 0 where the exponent rounds
-/// below the normal range, subnormal (correctly scaled) just above it; NaN stays NaN.
+/// below the normal range, subnormal (correctly scaled) just above it; NaN stays NaN. Positive `x`
+/// keep the same bound while the result is finite (x < 88 in f32); beyond, the result is
+/// meaningless (no caller goes there: softmax passes `x ≤ 0`, FAVOR+ `x ≤ 40`).
 #[inline(always)]
 pub fn exp<S: Simd, T: SimdFloat>(s: S, x: T::Lanes<S>) -> T::Lanes<S> {
     let y = T::v_mul(s, x, T::v_splat(s, T::LOG2E));
