@@ -486,7 +486,10 @@ mod tests {
         // Positive arguments (FAVOR+ keys reach e^40) keep the relative bound up to f32's range.
         let (positive, _) =
             worst::<f32>(-0.004, 20000, f32::EPSILON.into(), f32::MIN_POSITIVE.into());
-        assert!(positive <= 1.0, "f32 exp of x in [0, 80]: {positive} of its relative bound");
+        assert!(
+            positive <= 1.0,
+            "f32 exp of x in [0, 80]: {positive} of its relative bound"
+        );
         let (relative, absolute) =
             worst::<f32>(0.0044, 20000, f32::EPSILON.into(), f32::MIN_POSITIVE.into());
         assert!(relative <= 1.0, "f32 exp: {relative} of its relative bound");
