@@ -389,6 +389,52 @@ pub fn weighted_row_sum<T: Element>(y: &mut [T], f: &[T], rows: &[T]) {
     Arch::new().dispatch(Op(y, f, rows))
 }
 
+/// `out_i += ⟨row i of matrix, x⟩` for the row-major `out.len() × x.len()` matrix: a matrix times
+/// a vector in one dispatch (the sketched engine's normalizer column, `A·z`, without a GEMM whose
+/// one extra column would cost a whole panel).
+///
+/// # Panics
+/// If `matrix.len() != out.len() · x.len()`.
+pub fn add_row_dots<T: Element>(out: &mut [T], matrix: &[T], x: &[T]) {
+    assert_eq!(
+        matrix.len(),
+        out.len() * x.len(),
+        "add_row_dots: matrix must be out.len() × x.len()"
+    );
+    struct Op<'a, T>(&'a mut [T], &'a [T], &'a [T]);
+    impl<T: Element> WithSimd for Op<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let Op(out, matrix, x) = self;
+            let (x_head, x_tail) = T::v_as_simd::<S>(x);
+            let zero = T::v_splat(s, T::ZERO);
+            for (o, row) in out.iter_mut().zip(matrix.chunks_exact(x.len())) {
+                let (head, tail) = T::v_as_simd::<S>(row);
+                // Two accumulators hide the FMA latency.
+                let (mut a0, mut a1) = (zero, zero);
+                let mut pairs = head.chunks_exact(2).zip(x_head.chunks_exact(2));
+                for (r, y) in &mut pairs {
+                    a0 = T::v_mul_add(s, r[0], y[0], a0);
+                    a1 = T::v_mul_add(s, r[1], y[1], a1);
+                }
+                if head.len() % 2 == 1 {
+                    let last = head.len() - 1;
+                    a0 = T::v_mul_add(s, head[last], x_head[last], a0);
+                }
+                let mut sum = T::v_reduce_sum(s, T::v_add(s, a0, a1));
+                for (&r, &y) in tail.iter().zip(x_tail) {
+                    sum += r * y;
+                }
+                *o += sum;
+            }
+        }
+    }
+    if !x.is_empty() {
+        Arch::new().dispatch(Op(out, matrix, x));
+    }
+}
+
 /// Index of the first NaN or infinity in `data`, if any.
 ///
 /// Scans blocks with `Σ x·0`, which is NaN exactly when the block holds a non-finite value, and
@@ -550,6 +596,24 @@ mod tests {
             assert!(y.iter().zip(&x).all(|(a, b)| *a == 3.0 * b));
         }
         assert_eq!(abs_max::<f32>(&[]), 0.0);
+    }
+
+    #[test]
+    fn row_dots_match_a_plain_loop_at_awkward_widths() {
+        for (rows, width) in [(1, 1), (3, 7), (4, 16), (5, 17), (2, 33), (6, 528)] {
+            let m = lcg(rows as u64 * 7 + width as u64, rows * width);
+            let x = lcg(width as u64 + 3, width);
+            let mut out = vec![0.5; rows];
+            add_row_dots(&mut out, &m, &x);
+            for (i, o) in out.iter().enumerate() {
+                let want: f64 = 0.5 + (0..width).map(|j| m[i * width + j] * x[j]).sum::<f64>();
+                assert!((o - want).abs() < 1e-12, "{rows}×{width}");
+            }
+        }
+        // An empty vector adds nothing.
+        let mut out = vec![1.0f32; 3];
+        add_row_dots(&mut out, &[], &[]);
+        assert_eq!(out, [1.0; 3]);
     }
 
     #[test]

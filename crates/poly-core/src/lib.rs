@@ -44,8 +44,8 @@ mod warm_up;
 pub mod primitives {
     pub use crate::gemm::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
     pub use crate::kernels::{
-        WeightSums, abs_max, exp_in_place, first_non_finite, power_in_place, powi, rank_one_update,
-        row_max, scale_in_place, weighted_row_sum,
+        WeightSums, abs_max, add_row_dots, exp_in_place, first_non_finite, power_in_place, powi,
+        rank_one_update, row_max, scale_in_place, weighted_row_sum,
     };
     pub use crate::pack::{
         pack_symmetric_square, pack_symmetric_square_backward, pack_symmetric_square_transposed,

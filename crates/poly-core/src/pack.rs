@@ -37,10 +37,18 @@ fn packed_pairs(dim: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// `pack(x ⊗ x)` of each row of `x` (`rows × dim`, row-major) into `out` (`rows × dim(dim+1)/2`).
+/// With `projection = Some((z, dots))`, also `dots[r] += ⟨packed row r, z⟩` while the row is in
+/// registers: the sketched engine's normalizer read-out `A·z` at no extra pass over `A`.
 ///
 /// # Panics
-/// If `x.len()` is not a multiple of `dim` or `out` is not `rows · dim(dim+1)/2` long.
-pub fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [T]) {
+/// If `x.len()` is not a multiple of `dim`, `out` is not `rows · dim(dim+1)/2` long, or a
+/// projection's `z` is not `dim(dim+1)/2` long or its `dots` not `rows`.
+pub fn pack_symmetric_square<T: Element>(
+    x: &[T],
+    dim: usize,
+    out: &mut [T],
+    projection: Option<(&[T], &mut [T])>,
+) {
     let m = dim * (dim + 1) / 2;
     let rows = x.len().checked_div(dim).unwrap_or(0);
     assert!(
@@ -49,22 +57,35 @@ pub fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [T]) {
         x.len(),
         out.len()
     );
-    struct Op<'a, T> {
+    if let Some((z, dots)) = &projection {
+        assert!(
+            z.len() == m && dots.len() == rows,
+            "pack_symmetric_square: a projection needs {m} weights and {rows} dots"
+        );
+    }
+    struct Op<'a, 'p, T> {
         x: &'a [T],
         dim: usize,
         out: &'a mut [T],
+        projection: Option<(&'p [T], &'p mut [T])>,
     }
-    impl<T: Element> WithSimd for Op<'_, T> {
+    impl<T: Element> WithSimd for Op<'_, '_, T> {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) {
-            let Op { x, dim, out } = self;
+            let Op {
+                x,
+                dim,
+                out,
+                mut projection,
+            } = self;
             let m = dim * (dim + 1) / 2;
             let sqrt2 = T::from_f64(std::f64::consts::SQRT_2);
             // The row twice over, so that every rotation is a plain slice, and √2 times the row.
             let mut twice = vec![T::ZERO; 2 * dim];
             let mut scaled = vec![T::ZERO; dim];
-            for (row, features) in x.chunks_exact(dim).zip(out.chunks_exact_mut(m)) {
+            for (r, (row, features)) in x.chunks_exact(dim).zip(out.chunks_exact_mut(m)).enumerate()
+            {
                 twice[..dim].copy_from_slice(row);
                 twice[dim..].copy_from_slice(row);
                 scaled
@@ -72,17 +93,32 @@ pub fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [T]) {
                     .zip(row)
                     .for_each(|(s, &x)| *s = sqrt2 * x);
                 let mut rest = features;
+                let mut at = 0;
+                let mut dot = T::ZERO;
                 for (delta, len) in diagonals(dim) {
                     let (block, after) = rest.split_at_mut(len);
                     let first = if delta == 0 { row } else { &scaled[..len] };
-                    product_in(s, block, first, &twice[delta..delta + len], None);
+                    let weights = match &projection {
+                        Some((z, _)) => Weights::Of(&z[at..at + len]),
+                        None => Weights::Nothing,
+                    };
+                    dot += product_in(s, block, first, &twice[delta..delta + len], None, weights);
                     rest = after;
+                    at += len;
+                }
+                if let Some((_, dots)) = &mut projection {
+                    dots[r] += dot;
                 }
             }
         }
     }
     if m > 0 {
-        Arch::new().dispatch(Op { x, dim, out });
+        Arch::new().dispatch(Op {
+            x,
+            dim,
+            out,
+            projection,
+        });
     }
 }
 
@@ -90,22 +126,32 @@ pub fn pack_symmetric_square<T: Element>(x: &[T], dim: usize, out: &mut [T]) {
 /// `dim(dim+1)/2 × rows`, feature-major in the same feature order, so each feature is one
 /// contiguous product of two columns of `x` (transposed into `columns`, `dim × rows`, first).
 /// The √2 is applied on the fly: a second, scaled copy of the columns pushed the two out of a
-/// 32 KiB L1 at 256 rows of 32 and made this 60% slower.
+/// 32 KiB L1 at 256 rows of 32 and made this 60% slower. With `feature_sums`, also
+/// `feature_sums[f] += Σ_r out[f][r]` (the sketched engine's `z += Bᵀ1`) as each feature is made.
 ///
 /// # Panics
-/// If `x`, `columns` or `out` are shorter than the shapes say.
+/// If `x`, `columns` or `out` are shorter than the shapes say, or `feature_sums` is not
+/// `dim(dim+1)/2` long.
 pub fn pack_symmetric_square_transposed<T: Element>(
     x: &[T],
     rows: usize,
     dim: usize,
     columns: &mut [T],
     out: &mut [T],
+    feature_sums: Option<&mut [T]>,
 ) {
     let m = dim * (dim + 1) / 2;
     assert!(
         x.len() >= rows * dim && columns.len() >= rows * dim && out.len() >= rows * m,
         "pack_symmetric_square_transposed: buffers shorter than rows = {rows}, dim = {dim}"
     );
+    if let Some(sums) = &feature_sums {
+        assert_eq!(
+            sums.len(),
+            m,
+            "pack_symmetric_square_transposed: feature sums"
+        );
+    }
     let columns = &mut columns[..dim * rows];
     for (r, row) in x[..rows * dim].chunks_exact(dim).enumerate() {
         for (i, &value) in row.iter().enumerate() {
@@ -117,6 +163,7 @@ pub fn pack_symmetric_square_transposed<T: Element>(
         rows: usize,
         dim: usize,
         out: &'a mut [T],
+        feature_sums: Option<&'a mut [T]>,
     }
     impl<T: Element> WithSimd for Op<'_, T> {
         type Output = ();
@@ -127,14 +174,21 @@ pub fn pack_symmetric_square_transposed<T: Element>(
                 rows,
                 dim,
                 out,
+                mut feature_sums,
             } = self;
             let sqrt2 = T::v_splat(s, T::from_f64(std::f64::consts::SQRT_2));
             let column = |i: usize| &columns[i * rows..(i + 1) * rows];
-            for ((a, b), feature) in packed_pairs(dim).zip(out.chunks_exact_mut(rows)) {
-                if a == b {
-                    product_in(s, feature, column(a), column(b), None);
-                } else {
-                    product_in(s, feature, column(a), column(b), Some(sqrt2));
+            let weights = if feature_sums.is_some() {
+                Weights::Ones
+            } else {
+                Weights::Nothing
+            };
+            let features = packed_pairs(dim).zip(out.chunks_exact_mut(rows));
+            for (f, ((a, b), feature)) in features.enumerate() {
+                let scale = (a != b).then_some(sqrt2);
+                let sum = product_in(s, feature, column(a), column(b), scale, weights);
+                if let Some(sums) = &mut feature_sums {
+                    sums[f] += sum;
                 }
             }
         }
@@ -145,6 +199,7 @@ pub fn pack_symmetric_square_transposed<T: Element>(
             rows,
             dim,
             out: &mut out[..m * rows],
+            feature_sums,
         });
     }
 }
@@ -187,8 +242,16 @@ pub fn pack_symmetric_square_backward<T: Element>(
     }
 }
 
+/// What [`product_in`] sums of the products it writes.
+#[derive(Clone, Copy)]
+enum Weights<'a, T> {
+    Nothing,
+    Ones,
+    Of(&'a [T]),
+}
+
 /// `dst = (scale · a) · b` element-wise (equal lengths; `a · b` without a scale), whole
-/// registers then one masked tail.
+/// registers then one masked tail; returns `Σ dst` (`Ones`), `Σ dst · w` (`Of(w)`) or 0.
 #[inline(always)]
 fn product_in<S: Simd, T: Element>(
     s: S,
@@ -196,19 +259,49 @@ fn product_in<S: Simd, T: Element>(
     a: &[T],
     b: &[T],
     scale: Option<T::Lanes<S>>,
-) {
+    weights: Weights<'_, T>,
+) -> T {
     let times = |x| scale.map_or(x, |c| T::v_mul(s, c, x));
     let (dst_head, dst_tail) = T::v_as_mut_simd::<S>(dst);
     let (a_head, a_tail) = T::v_as_simd::<S>(a);
     let (b_head, b_tail) = T::v_as_simd::<S>(b);
-    for ((d, &x), &y) in dst_head.iter_mut().zip(a_head).zip(b_head) {
-        *d = T::v_mul(s, times(x), y);
+    let mut acc = T::v_splat(s, T::ZERO);
+    match weights {
+        Weights::Nothing => {
+            for ((d, &x), &y) in dst_head.iter_mut().zip(a_head).zip(b_head) {
+                *d = T::v_mul(s, times(x), y);
+            }
+        }
+        Weights::Ones => {
+            for ((d, &x), &y) in dst_head.iter_mut().zip(a_head).zip(b_head) {
+                *d = T::v_mul(s, times(x), y);
+                acc = T::v_add(s, acc, *d);
+            }
+        }
+        Weights::Of(w) => {
+            let (w_head, _) = T::v_as_simd::<S>(w);
+            for (((d, &x), &y), &w) in dst_head.iter_mut().zip(a_head).zip(b_head).zip(w_head) {
+                *d = T::v_mul(s, times(x), y);
+                acc = T::v_mul_add(s, *d, w, acc);
+            }
+        }
     }
     if !a_tail.is_empty() {
         let x = T::v_partial_load(s, a_tail);
         let y = T::v_partial_load(s, b_tail);
-        T::v_partial_store(s, dst_tail, T::v_mul(s, times(x), y));
+        let p = T::v_mul(s, times(x), y);
+        T::v_partial_store(s, dst_tail, p);
+        // Padded lanes are 0 in `p`, so they add nothing.
+        acc = match weights {
+            Weights::Nothing => acc,
+            Weights::Ones => T::v_add(s, acc, p),
+            Weights::Of(w) => {
+                let w_tail = T::v_as_simd::<S>(w).1;
+                T::v_mul_add(s, p, T::v_partial_load(s, w_tail), acc)
+            }
+        };
     }
+    T::v_reduce_sum(s, acc)
 }
 
 #[cfg(test)]
@@ -259,11 +352,11 @@ mod tests {
             let m = dim * (dim + 1) / 2;
             let want = packed_by_definition(&x, dim);
             let mut packed = vec![f64::NAN; rows * m];
-            pack_symmetric_square(&x, dim, &mut packed);
+            pack_symmetric_square(&x, dim, &mut packed, None);
             assert_eq!(packed, want, "rows {rows}, dim {dim}");
             let mut columns = vec![0.0; rows * dim];
             let mut transposed = vec![f64::NAN; m * rows];
-            pack_symmetric_square_transposed(&x, rows, dim, &mut columns, &mut transposed);
+            pack_symmetric_square_transposed(&x, rows, dim, &mut columns, &mut transposed, None);
             for f in 0..m {
                 for r in 0..rows {
                     assert_eq!(
@@ -276,10 +369,17 @@ mod tests {
             // f32 through the same code: both layouts agree with each other exactly.
             let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let mut packed32 = vec![f32::NAN; rows * m];
-            pack_symmetric_square(&x32, dim, &mut packed32);
+            pack_symmetric_square(&x32, dim, &mut packed32, None);
             let mut columns32 = vec![0.0f32; rows * dim];
             let mut transposed32 = vec![f32::NAN; m * rows];
-            pack_symmetric_square_transposed(&x32, rows, dim, &mut columns32, &mut transposed32);
+            pack_symmetric_square_transposed(
+                &x32,
+                rows,
+                dim,
+                &mut columns32,
+                &mut transposed32,
+                None,
+            );
             for f in 0..m {
                 for r in 0..rows {
                     assert_eq!(transposed32[f * rows + r], packed32[r * m + f]);
@@ -296,8 +396,8 @@ mod tests {
             let y: Vec<f64> = (0..dim).map(|i| (i as f64 * 0.91 + 0.2).cos()).collect();
             let m = dim * (dim + 1) / 2;
             let (mut px, mut py) = (vec![0.0; m], vec![0.0; m]);
-            pack_symmetric_square(&x, dim, &mut px);
-            pack_symmetric_square(&y, dim, &mut py);
+            pack_symmetric_square(&x, dim, &mut px, None);
+            pack_symmetric_square(&y, dim, &mut py, None);
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
             assert!(
                 (dot(&px, &py) - dot(&x, &y).powi(2)).abs() < 1e-12,
@@ -312,9 +412,42 @@ mod tests {
         }
     }
 
+    /// The fused projection and feature sums equal the plain products over the packed features.
+    #[test]
+    fn projections_and_feature_sums_match_the_packed_features() {
+        for (rows, dim) in [(1, 1), (3, 2), (5, 7), (17, 8), (33, 32), (2, 45)] {
+            let x: Vec<f64> = (0..rows * dim)
+                .map(|i| ((i * 6007 + 5) % 997) as f64 / 101.0 - 4.5)
+                .collect();
+            let m = dim * (dim + 1) / 2;
+            let z: Vec<f64> = (0..m).map(|f| (f as f64 * 0.61).cos()).collect();
+            let mut packed = vec![0.0; rows * m];
+            let mut dots = vec![0.25; rows];
+            pack_symmetric_square(&x, dim, &mut packed, Some((&z, &mut dots)));
+            for (r, features) in packed.chunks_exact(m).enumerate() {
+                let want = 0.25 + features.iter().zip(&z).map(|(a, b)| a * b).sum::<f64>();
+                assert!(
+                    (dots[r] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                    "{rows}×{dim}"
+                );
+            }
+            let (mut columns, mut transposed) = (vec![0.0; rows * dim], vec![0.0; m * rows]);
+            let mut sums = vec![-1.0; m];
+            let out = &mut transposed;
+            pack_symmetric_square_transposed(&x, rows, dim, &mut columns, out, Some(&mut sums));
+            for (f, feature) in transposed.chunks_exact(rows).enumerate() {
+                let want = -1.0 + feature.iter().sum::<f64>();
+                assert!(
+                    (sums[f] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                    "{rows}×{dim}"
+                );
+            }
+        }
+    }
+
     #[test]
     #[should_panic(expected = "pack_symmetric_square")]
     fn a_short_output_is_refused() {
-        pack_symmetric_square(&[1.0f32; 8], 4, &mut [0.0; 19]);
+        pack_symmetric_square(&[1.0f32; 8], 4, &mut [0.0; 19], None);
     }
 }

@@ -61,7 +61,7 @@ pub struct DecodingState<'m, T: Element> {
     d: usize,
     d_v: usize,
     m: usize,
-    /// `Z`: `m × (d_v + 1)`, row-major.
+    /// `Z_v` (`m × d_v`, row-major), then `z = Σ φ(k)` (`m`): the engine's layout.
     state: Vec<T>,
     /// `u = Σ_j |φ(k_j)|` over the absorbed keys (`m`): the normalizer's terms are bounded by it,
     /// so a step judges its normalizer by the engine's rule.
@@ -282,7 +282,9 @@ impl<'m, T: Element> DecodingState<'m, T> {
     fn read_row(&mut self, q: &[T], out: &mut [T], head: usize) -> Result<()> {
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
-        weighted_row_sum(&mut self.y, &self.features, &self.state);
+        let (z_v, z) = self.state.split_at(self.m * self.d_v);
+        weighted_row_sum(&mut self.y[..self.d_v], &self.features, z_v);
+        self.y[self.d_v] = dot(&self.features, z);
         // ⟨|φ(q)|, u⟩, plus the new token's terms below: the magnitude the normalizer is judged by.
         let mut magnitude = abs_dot(&self.features, &self.key_magnitudes);
         match self.local {
@@ -308,7 +310,8 @@ impl<'m, T: Element> DecodingState<'m, T> {
             magnitude = self.y[self.d_v].to_f64().abs();
         }
         let at = RowPosition::new(0, head, self.tokens);
-        normalize_row(&self.y, self.normalization, magnitude, at, out)
+        let (num, sum) = self.y.split_at(self.d_v);
+        normalize_row(num, sum[0], self.normalization, magnitude, at, out)
     }
 
     /// Applies LayerNorm (and the scale, for queries) to one row into `self.x`.
@@ -340,7 +343,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
         self.tokens += 1;
         match self.local {
             None => {
-                rank_one_update(&mut self.state, &self.key_features, &self.c);
+                absorb_token(&mut self.state, &self.key_features, &self.c);
                 add_magnitudes(&mut self.key_magnitudes, &self.key_features);
             }
             Some((_, block)) => {
@@ -362,7 +365,7 @@ impl<'m, T: Element> DecodingState<'m, T> {
             .zip(values.chunks_exact(self.d_v + 1))
         {
             self.map.map_keys_into(k, &mut self.features);
-            rank_one_update(&mut self.state, &self.features, c);
+            absorb_token(&mut self.state, &self.features, c);
             add_magnitudes(&mut self.key_magnitudes, &self.features);
         }
         self.partial_keys = keys;
@@ -461,8 +464,9 @@ pub struct DecodingSnapshot<T> {
     /// A value that differs between maps of other parameters or seeds (the features of a fixed
     /// probe row, summed with weights), so a snapshot is never restored into the wrong map.
     pub map_fingerprint: f64,
-    /// `Z` (`m × (d_v + 1)`, row-major) then `u` (`m`): the layout of the engine's states
-    /// ([`crate::state_len`]), so the state a sequence-parallel prefill ends with restores here.
+    /// `Z_v = Σ φ(k) vᵀ` (`m × d_v`, row-major), `z = Σ φ(k)` (`m`), then `u = Σ |φ(k)|` (`m`):
+    /// the layout of the engine's states ([`crate::state_len`]), so the state a
+    /// sequence-parallel prefill ends with restores here.
     pub state: Vec<T>,
     /// The mixed variant's raw keys of the current partial block (`tokens mod block` rows of d).
     pub partial_keys: Vec<T>,
@@ -524,6 +528,14 @@ fn abs_dot<T: Element>(a: &[T], b: &[T]) -> f64 {
         .zip(b)
         .map(|(&x, &y)| (x.to_f64() * y.to_f64()).abs())
         .sum()
+}
+
+/// `Z_v += φ(k) vᵀ` and `z += φ(k)` for one token, `c = [v | 1]`: the state's layout is the
+/// engine's (`crate::state_len`), the normalizer's column kept after `Z_v`.
+fn absorb_token<T: Element>(state: &mut [T], features: &[T], c: &[T]) {
+    let (z_v, z) = state.split_at_mut(features.len() * (c.len() - 1));
+    rank_one_update(z_v, features, &c[..c.len() - 1]);
+    axpy(z, T::ONE, features);
 }
 
 /// `u += |x|`.

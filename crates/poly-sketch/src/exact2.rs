@@ -37,7 +37,7 @@ impl<T: Element> FeatureMap<T> for ExactDegree2 {
         self.d * (self.d + 1) / 2
     }
     fn map_into(&self, x: &[T], out: &mut [T]) {
-        pack_symmetric_square(x, self.d, out);
+        pack_symmetric_square(x, self.d, out, None);
     }
     /// `(q·k)²`.
     fn nonnegative_weights(&self) -> bool {

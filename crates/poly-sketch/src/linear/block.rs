@@ -2,7 +2,9 @@
 
 use super::LinearAttentionConfig;
 use crate::feature_map::FeatureMap;
-use poly_core::primitives::{gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb};
+use poly_core::primitives::{
+    add_row_dots, gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb, rank_one_update,
+};
 use poly_core::primitives::{pack_symmetric_square, pack_symmetric_square_transposed, powi};
 use poly_core::{Element, Result, RowPosition, layernorm_in_place};
 
@@ -15,6 +17,14 @@ enum Local<'a, T: Element> {
     Squared(&'a dyn FeatureMap<T>),
     /// Exact `(q·k)^p` on the prepared inputs (the mixed variant).
     Exact(u32),
+}
+
+/// What [`Head::features`] computes for the normalizer besides the features.
+enum Normalizer<'a, T> {
+    /// Queries: `dots += A·z` (`z` the earlier state's normalizer column).
+    Dots { z: &'a [T], dots: &'a mut [T] },
+    /// Keys: `sums = Bᵀ1`.
+    Sums(&'a mut [T]),
 }
 
 /// One (batch, head): its slices of q, k, v and the shared parameters.
@@ -43,12 +53,15 @@ pub(super) struct Scratch<T> {
     pub b: Vec<T>,
     /// Columns of `M` while packing (self-tensored maps), `r × b`.
     columns: Vec<T>,
-    /// `[V_l | 1]`: `b × (d_v + 1)`.
-    pub c: Vec<T>,
+    /// First row of the key block last loaded: its values are `v`'s rows from there.
+    key_start: usize,
+    /// `B_lᵀ1` of the key block last loaded, `m`.
+    b_sums: Vec<T>,
     /// Local weights, `b × b`.
     w: Vec<T>,
-    /// Unnormalized outputs `[Σ w v | Σ w]`, `b × (d_v + 1)`.
+    /// Unnormalized outputs `Σ w v`, `b × d_v`, and their normalizers `Σ w`, `b`.
     y: Vec<T>,
+    y_sum: Vec<T>,
     /// The magnitude of each row's normalizer terms (see [`super::normalize_row`]), `b`.
     magnitude: Vec<f64>,
     /// Running `Σ_j |φ(k_j)|` inside a causal block (non-transposed features), `m`.
@@ -68,15 +81,13 @@ impl<T: Element> Head<'_, T> {
         self.map.feature_dim()
     }
 
-    pub fn dv1(&self) -> usize {
-        self.d_v + 1
-    }
-
-    /// Length of a state: `Z = Σ B_lᵀ [V_l | 1]` (`m × (d_v + 1)`), then `u = Σ_j |φ(k_j)|` (`m`),
-    /// which bounds the normalizer's terms. States are added element by element, so the scans
-    /// carry `u` along with `Z` without knowing it is there.
+    /// Length of a state: `Z_v = Σ B_lᵀ V_l` (`m × d_v`, row-major), then `z = Σ B_lᵀ 1` (`m`),
+    /// the normalizer's column kept apart so that every product is `d_v` wide (a 65th column costs
+    /// faer a whole 8-column panel), then `u = Σ_j |φ(k_j)|` (`m`), which bounds the normalizer's
+    /// terms. States are added element by element, so the scans carry `z` and `u` along with `Z_v`
+    /// without knowing they are there.
     pub fn state_len(&self) -> usize {
-        self.m() * (self.dv1() + 1)
+        self.m() * (self.d_v + 2)
     }
 
     /// Whether the normalizer can cancel and so has to be judged against the magnitude of its
@@ -99,9 +110,11 @@ impl<T: Element> Head<'_, T> {
             a: zeros(block * self.m()),
             b: zeros(block * self.m()),
             columns: zeros(block * r),
-            c: zeros(block * self.dv1()),
+            key_start: 0,
+            b_sums: zeros(self.m()),
             w: zeros(block * block),
-            y: zeros(block * self.dv1()),
+            y: zeros(block * self.d_v),
+            y_sum: zeros(block),
             magnitude: vec![0.0; block],
             running: vec![0.0; self.m()],
         }
@@ -130,61 +143,76 @@ impl<T: Element> Head<'_, T> {
         self.map.tensored_inner().is_some()
     }
 
-    /// State features of prepared rows `x` into `features`; for a self-tensored map the inner
-    /// rows go to `inner` first and are packed from there (keys transposed).
+    /// State features of prepared rows `x` into `features`, and what the normalizer needs of
+    /// them (`normalizer`): for queries `dots += A·z`, for keys `sums = Bᵀ1`. For a self-tensored
+    /// map the inner rows go to `inner` first and are packed from there (keys transposed), the
+    /// normalizer's products fused into the packing.
     fn features(
         &self,
         x: &[T],
         rows: usize,
-        is_query: bool,
         inner: &mut [T],
         columns: &mut [T],
         features: &mut [T],
+        normalizer: Normalizer<'_, T>,
     ) {
-        let (x, features) = (&x[..rows * self.d], &mut features[..rows * self.m()]);
-        match self.map.tensored_inner() {
-            Some(map) => {
+        let m = self.m();
+        let (x, features) = (&x[..rows * self.d], &mut features[..rows * m]);
+        match (self.map.tensored_inner(), normalizer) {
+            (Some(map), Normalizer::Dots { z, dots }) => {
                 let r = map.feature_dim();
                 map.map_into(x, &mut inner[..rows * r]);
-                if is_query {
-                    pack_symmetric_square(&inner[..rows * r], r, features);
-                } else {
-                    pack_symmetric_square_transposed(
-                        &inner[..rows * r],
-                        rows,
-                        r,
-                        columns,
-                        features,
-                    );
+                pack_symmetric_square(&inner[..rows * r], r, features, Some((z, dots)));
+            }
+            (Some(map), Normalizer::Sums(sums)) => {
+                let r = map.feature_dim();
+                map.map_into(x, &mut inner[..rows * r]);
+                sums.fill(T::ZERO);
+                let inner = &inner[..rows * r];
+                pack_symmetric_square_transposed(inner, rows, r, columns, features, Some(sums));
+            }
+            (None, Normalizer::Dots { z, dots }) => {
+                self.map.map_queries_into(x, features);
+                add_row_dots(dots, features, z);
+            }
+            (None, Normalizer::Sums(sums)) => {
+                self.map.map_keys_into(x, features);
+                sums.fill(T::ZERO);
+                for row in features.chunks_exact(m) {
+                    rank_one_update(sums, &[T::ONE], row);
                 }
             }
-            None if is_query => self.map.map_queries_into(x, features),
-            None => self.map.map_keys_into(x, features),
         }
     }
 
-    /// Key side of block `start..start + rows`: `B_l` into `s.b` and `[V_l | 1]` into `s.c`.
+    /// Key side of block `start..start + rows`: `B_l` into `s.b` and `B_lᵀ1` into `s.b_sums`
+    /// (its values are read from `v`).
     pub fn key_block(&self, start: usize, rows: usize, s: &mut Scratch<T>) {
         self.prepare(self.k, start, rows, false, &mut s.xk);
-        self.features(&s.xk, rows, false, &mut s.mk, &mut s.columns, &mut s.b);
-        let dv1 = self.dv1();
-        let values = &self.v[start * self.d_v..(start + rows) * self.d_v];
-        for (c, v) in s.c.chunks_exact_mut(dv1).zip(values.chunks_exact(self.d_v)) {
-            c[..self.d_v].copy_from_slice(v);
-            c[self.d_v] = T::ONE;
-        }
+        let sums = Normalizer::Sums(&mut s.b_sums);
+        self.features(&s.xk, rows, &mut s.mk, &mut s.columns, &mut s.b, sums);
+        s.key_start = start;
     }
 
-    /// `Z += B_lᵀ [V_l | 1]` and `u += Σ_j |φ(k_j)|` for the key block last loaded into `s`.
+    /// The values of the key block last loaded into `s`, its first `rows` rows.
+    fn block_values(&self, s: &Scratch<T>, rows: usize) -> &[T] {
+        &self.v[s.key_start * self.d_v..(s.key_start + rows) * self.d_v]
+    }
+
+    /// `Z_v += B_lᵀ V_l`, `z += B_lᵀ 1` and `u += Σ_j |φ(k_j)|` for the key block last loaded
+    /// into `s`.
     pub fn absorb(&self, rows: usize, s: &Scratch<T>, state: &mut [T]) {
-        let (m, dv1) = (self.m(), self.dv1());
-        let (z, u) = state.split_at_mut(m * dv1);
+        let (m, d_v) = (self.m(), self.d_v);
+        let (z_v, rest) = state.split_at_mut(m * d_v);
+        let (z, u) = rest.split_at_mut(m);
         let b = &s.b[..rows * m];
+        let values = self.block_values(s, rows);
         if self.keys_transposed() {
-            gemm_add_ab(z, b, &s.c, m, dv1, rows);
+            gemm_add_ab(z_v, b, values, m, d_v, rows);
         } else {
-            gemm_add_atb(z, b, &s.c, m, dv1, rows);
+            gemm_add_atb(z_v, b, values, m, d_v, rows);
         }
+        z.iter_mut().zip(&s.b_sums).for_each(|(z, &b)| *z += b);
         if !self.judges_normalizer() {
             return;
         }
@@ -228,10 +256,16 @@ impl<T: Element> Head<'_, T> {
         }
     }
 
-    /// Query side of block `start..start + rows`: `A_l` into `s.a`.
-    pub fn query_block(&self, start: usize, rows: usize, s: &mut Scratch<T>) {
+    /// Query side of block `start..start + rows` against the state `earlier`: `A_l` into `s.a`
+    /// and the normalizers' read-out `A_l z` into `s.y_sum`.
+    pub fn query_block(&self, start: usize, rows: usize, s: &mut Scratch<T>, earlier: &[T]) {
         self.prepare(self.q, start, rows, true, &mut s.xq);
-        self.features(&s.xq, rows, true, &mut s.mq, &mut s.columns, &mut s.a);
+        let (m, d_v) = (self.m(), self.d_v);
+        let dots = &mut s.y_sum[..rows];
+        dots.fill(T::ZERO);
+        let z = &earlier[m * d_v..m * (d_v + 1)];
+        let normalizer = Normalizer::Dots { z, dots };
+        self.features(&s.xq, rows, &mut s.mq, &mut s.columns, &mut s.a, normalizer);
     }
 
     /// Outputs of a non-causal query block (loaded by `query_block`): `A_l H`, normalized.
@@ -243,7 +277,7 @@ impl<T: Element> Head<'_, T> {
         state: &[T],
         out: &mut [T],
     ) -> Result<()> {
-        s.y[..rows * self.dv1()].fill(T::ZERO);
+        s.y[..rows * self.d_v].fill(T::ZERO);
         self.add_earlier(rows, s, state);
         if self.judges_normalizer() {
             self.feature_magnitudes(rows, s, self.magnitude_state(state), false);
@@ -264,7 +298,7 @@ impl<T: Element> Head<'_, T> {
         // The lower triangle in two row halves: the top rows see only the first `top` keys, so
         // a quarter of the square is never computed (its weights would all be masked).
         let top = local_split(rows);
-        let dv1 = self.dv1();
+        let d_v = self.d_v;
         let local = self.local();
         let (lq, lk, width) = match local {
             Local::Features => (&s.a, &s.b, self.m()),
@@ -278,13 +312,17 @@ impl<T: Element> Head<'_, T> {
             let w = &mut s.w[first_row * top..first_row * top + row_count * keys];
             let queries = &lq[first_row * width..(first_row + row_count) * width];
             gemm_abt(w, queries, lk, row_count, keys, width, T::ONE);
+            let sums = &mut s.y_sum[first_row..first_row + row_count];
             match local {
-                Local::Features => lower_triangle(w, keys, first_row, |x| x),
-                Local::Squared(_) => lower_triangle(w, keys, first_row, |x| x * x),
-                Local::Exact(degree) => lower_triangle(w, keys, first_row, |x| powi(x, degree)),
+                Local::Features => lower_triangle(w, keys, first_row, sums, |x| x),
+                Local::Squared(_) => lower_triangle(w, keys, first_row, sums, |x| x * x),
+                Local::Exact(degree) => {
+                    lower_triangle(w, keys, first_row, sums, |x| powi(x, degree))
+                }
             }
-            let y = &mut s.y[first_row * dv1..(first_row + row_count) * dv1];
-            gemm_ab(y, w, &s.c, row_count, dv1, keys);
+            let y = &mut s.y[first_row * d_v..(first_row + row_count) * d_v];
+            let values = &self.v[s.key_start * d_v..(s.key_start + keys) * d_v];
+            gemm_ab(y, w, values, row_count, d_v, keys);
         }
         self.add_earlier(rows, s, earlier);
         if self.judges_normalizer() {
@@ -310,17 +348,23 @@ impl<T: Element> Head<'_, T> {
 
     /// The `u` part of a state (see [`Self::state_len`]).
     fn magnitude_state<'s>(&self, state: &'s [T]) -> &'s [T] {
-        &state[self.m() * self.dv1()..]
+        &state[self.m() * (self.d_v + 1)..]
     }
 
-    /// `y += A_l Z` for the query block loaded in `s`.
+    /// `y += A_l Z_v` for the query block loaded in `s` (its `A_l z` came with the features).
     fn add_earlier(&self, rows: usize, s: &mut Scratch<T>, state: &[T]) {
-        let (dv1, m) = (self.dv1(), self.m());
-        let z = &state[..m * dv1];
-        gemm_add_ab(&mut s.y, &s.a, z, rows, dv1, m);
+        let (d_v, m) = (self.d_v, self.m());
+        gemm_add_ab(
+            &mut s.y[..rows * d_v],
+            &s.a,
+            &state[..m * d_v],
+            rows,
+            d_v,
+            m,
+        );
     }
 
-    /// Rows of `[Σ w v | Σ w]` in `s.y` → outputs, with the configured normalization and the
+    /// Rows of `Σ w v` in `s.y`, with `Σ w` in `s.y_sum`, → outputs, with the configured normalization and the
     /// magnitudes in `s.magnitude` (for a normalizer that is not judged, `|Σ w|` itself).
     fn normalize(
         &self,
@@ -329,34 +373,42 @@ impl<T: Element> Head<'_, T> {
         s: &mut Scratch<T>,
         out: &mut [T],
     ) -> Result<()> {
-        let dv1 = self.dv1();
+        let d_v = self.d_v;
+        let sums = &s.y_sum[..rows];
         if !self.judges_normalizer() {
-            for (mag, row) in s
-                .magnitude
-                .iter_mut()
-                .zip(s.y[..rows * dv1].chunks_exact(dv1))
-            {
-                *mag = row[self.d_v].to_f64().abs();
+            for (mag, sum) in s.magnitude.iter_mut().zip(sums) {
+                *mag = sum.to_f64().abs();
             }
         }
-        let rows_out = s.y[..rows * dv1]
-            .chunks_exact(dv1)
+        let rows_out = s.y[..rows * d_v]
+            .chunks_exact(d_v)
+            .zip(sums)
             .zip(&s.magnitude)
-            .zip(out.chunks_exact_mut(self.d_v));
-        for (r, ((row, &magnitude), o)) in rows_out.enumerate() {
+            .zip(out.chunks_exact_mut(d_v));
+        for (r, (((row, &sum), &magnitude), o)) in rows_out.enumerate() {
             let at = RowPosition::new(self.batch, self.head, start + r);
-            super::normalize_row(row, self.cfg.normalization, magnitude, at, o)?;
+            super::normalize_row(row, sum, self.cfg.normalization, magnitude, at, o)?;
         }
         Ok(())
     }
 }
 
 /// Applies `f` to the visible weights of rows `first_row, first_row + 1, …` of a block (`w` holds
-/// them, `keys` wide) and zeroes the rest: key `j > i` is the future of query `i`.
-fn lower_triangle<T: Element>(w: &mut [T], keys: usize, first_row: usize, f: impl Fn(T) -> T) {
-    for (i, row) in w.chunks_exact_mut(keys).enumerate() {
+/// them, `keys` wide), zeroes the rest (key `j > i` is the future of query `i`) and adds each
+/// row's sum of weights to `sums`.
+fn lower_triangle<T: Element>(
+    w: &mut [T],
+    keys: usize,
+    first_row: usize,
+    sums: &mut [T],
+    f: impl Fn(T) -> T,
+) {
+    for (i, (row, sum)) in w.chunks_exact_mut(keys).zip(sums).enumerate() {
         let (past, future) = row.split_at_mut((first_row + i + 1).min(keys));
-        past.iter_mut().for_each(|x| *x = f(*x));
+        *sum += past.iter_mut().fold(T::ZERO, |acc, x| {
+            *x = f(*x);
+            acc + *x
+        });
         future.fill(T::ZERO);
     }
 }

@@ -304,8 +304,8 @@ fn validate<T: Element>(
     Ok(dims)
 }
 
-/// One row `[Σ w v | Σ w]` → its output: the single definition of the normalizations for linear
-/// attention, shared by the engine and decoding.
+/// One row's `Σ w v` (`num`) and `Σ w` (`sum`) → its output: the single definition of the
+/// normalizations for linear attention, shared by the engine and decoding.
 ///
 /// `magnitude` is the sum of the absolute values of the terms whose sum is the row's `Σ w`: for
 /// sketched weights `⟨|φ(q)|, Σ_j |φ(k_j)|⟩` (each weight is a sum of feature products), for the
@@ -314,13 +314,13 @@ fn validate<T: Element>(
 /// (`c` the OnePlusSum bias, 0 for Sum), is an error — cancellation has left the normalizer
 /// mostly rounding noise, as odd degrees and signed sketches do. A non-finite output is an error.
 pub(crate) fn normalize_row<A: Element, T: Element>(
-    row: &[A],
+    num: &[A],
+    sum: A,
     normalization: Normalization,
     magnitude: f64,
     at: RowPosition,
     out: &mut [T],
 ) -> Result<()> {
-    let (num, sum) = row.split_at(out.len());
     let bias = match normalization {
         Normalization::None => None,
         Normalization::Sum => Some(0.0),
@@ -336,7 +336,7 @@ pub(crate) fn normalize_row<A: Element, T: Element>(
     let den = match bias {
         None => 1.0,
         Some(c) => {
-            let den = c + sum[0].to_f64();
+            let den = c + sum.to_f64();
             let magnitude = c + magnitude;
             if !(den.is_finite() && magnitude.is_finite()) {
                 return Err(Error::Overflow {

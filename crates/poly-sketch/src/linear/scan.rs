@@ -199,7 +199,7 @@ pub(super) fn read_piece<T: Element>(
     let head = p.head(bh);
     let mut s = head.scratch(b);
     for (start, rows) in blocks(range.clone(), b) {
-        head.query_block(start, rows, &mut s);
+        head.query_block(start, rows, &mut s, state);
         let at = (start - range.start) * p.dims.d_v;
         head.read_state(start, rows, &mut s, state, &mut piece[at..])?;
     }
@@ -239,7 +239,7 @@ fn causal_chunk<T: Element>(
             *z = s_c + p;
         }
         head.key_block(start, rows, s);
-        head.query_block(start, rows, s);
+        head.query_block(start, rows, s, &z);
         let at = (start - range.start) * d_v;
         head.causal_block(start, rows, s, &z, &mut out[at..at + rows * d_v])?;
         head.absorb(rows, s, chunk_state);

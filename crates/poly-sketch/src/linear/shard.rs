@@ -85,8 +85,9 @@ impl ShardPlan {
     }
 }
 
-/// The length of one state for `map` and values of width `d_v`: `m (d_v + 1)` for `Z`, then
-/// `m` for the magnitudes `u` (states are added element by element).
+/// The length of one state for `map` and values of width `d_v`: `m·d_v` for `Z_v = Σ φ(k) vᵀ`,
+/// `m` for the normalizer's `z = Σ φ(k)`, then `m` for the magnitudes `u = Σ |φ(k)|` (states are
+/// added element by element).
 pub fn state_len<T: Element>(map: &dyn FeatureMap<T>, d_v: usize) -> usize {
     map.feature_dim() * (d_v + 2)
 }
