@@ -9,7 +9,7 @@
 
 use crate::feature_map::{FeatureMap, check_finite};
 use crate::linear::{LinearAttentionConfig, normalize_row};
-use poly_core::primitives::{powi, rank_one_update, weighted_row_sum};
+use poly_core::primitives::{add_row_dots, powi, rank_one_update, weighted_row_sum};
 use poly_core::{
     Element, Error, Normalization, Result, RowPosition, check_elements, layernorm_in_place,
 };
@@ -283,8 +283,10 @@ impl<'m, T: Element> DecodingState<'m, T> {
         self.prepare(q, true);
         self.map.map_queries_into(&self.x, &mut self.features);
         let (z_v, z) = self.state.split_at(self.m * self.d_v);
-        weighted_row_sum(&mut self.y[..self.d_v], &self.features, z_v);
-        self.y[self.d_v] = dot(&self.features, z);
+        let (y_v, y_sum) = self.y.split_at_mut(self.d_v);
+        weighted_row_sum(y_v, &self.features, z_v);
+        y_sum[0] = T::ZERO;
+        add_row_dots(y_sum, &self.features, z);
         // ⟨|φ(q)|, u⟩, plus the new token's terms below: the magnitude the normalizer is judged by.
         let mut magnitude = abs_dot(&self.features, &self.key_magnitudes);
         match self.local {

@@ -59,8 +59,9 @@ pub(super) struct Scratch<T> {
     b_sums: Vec<T>,
     /// Local weights, `b × b`.
     w: Vec<T>,
-    /// Unnormalized outputs `Σ w v`, `b × d_v`, and their normalizers `Σ w`, `b`.
+    /// Unnormalized outputs `Σ w v`, `b × d_v`.
     y: Vec<T>,
+    /// Their normalizers `Σ w`, `b`.
     y_sum: Vec<T>,
     /// The magnitude of each row's normalizer terms (see [`super::normalize_row`]), `b`.
     magnitude: Vec<f64>,
@@ -194,9 +195,9 @@ impl<T: Element> Head<'_, T> {
         s.key_start = start;
     }
 
-    /// The values of the key block last loaded into `s`, its first `rows` rows.
-    fn block_values(&self, s: &Scratch<T>, rows: usize) -> &[T] {
-        &self.v[s.key_start * self.d_v..(s.key_start + rows) * self.d_v]
+    /// The values of rows `key_start..key_start + rows` (a key block's, read in place).
+    fn block_values(&self, key_start: usize, rows: usize) -> &[T] {
+        &self.v[key_start * self.d_v..(key_start + rows) * self.d_v]
     }
 
     /// `Z_v += B_lᵀ V_l`, `z += B_lᵀ 1` and `u += Σ_j |φ(k_j)|` for the key block last loaded
@@ -206,7 +207,7 @@ impl<T: Element> Head<'_, T> {
         let (z_v, rest) = state.split_at_mut(m * d_v);
         let (z, u) = rest.split_at_mut(m);
         let b = &s.b[..rows * m];
-        let values = self.block_values(s, rows);
+        let values = self.block_values(s.key_start, rows);
         if self.keys_transposed() {
             gemm_add_ab(z_v, b, values, m, d_v, rows);
         } else {
@@ -321,7 +322,7 @@ impl<T: Element> Head<'_, T> {
                 }
             }
             let y = &mut s.y[first_row * d_v..(first_row + row_count) * d_v];
-            let values = &self.v[s.key_start * d_v..(s.key_start + keys) * d_v];
+            let values = self.block_values(s.key_start, keys);
             gemm_ab(y, w, values, row_count, d_v, keys);
         }
         self.add_earlier(rows, s, earlier);
