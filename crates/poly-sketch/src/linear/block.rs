@@ -159,29 +159,32 @@ impl<T: Element> Head<'_, T> {
     ) {
         let m = self.m();
         let (x, features) = (&x[..rows * self.d], &mut features[..rows * m]);
-        match (self.map.tensored_inner(), normalizer) {
-            (Some(map), Normalizer::Dots { z, dots }) => {
-                let r = map.feature_dim();
-                map.map_into(x, &mut inner[..rows * r]);
-                pack_symmetric_square(&inner[..rows * r], r, features, Some((z, dots)));
-            }
-            (Some(map), Normalizer::Sums(sums)) => {
-                let r = map.feature_dim();
-                map.map_into(x, &mut inner[..rows * r]);
-                sums.fill(T::ZERO);
-                let inner = &inner[..rows * r];
-                pack_symmetric_square_transposed(inner, rows, r, columns, features, Some(sums));
-            }
-            (None, Normalizer::Dots { z, dots }) => {
-                self.map.map_queries_into(x, features);
-                add_row_dots(dots, features, z);
-            }
-            (None, Normalizer::Sums(sums)) => {
-                self.map.map_keys_into(x, features);
-                sums.fill(T::ZERO);
-                for row in features.chunks_exact(m) {
-                    rank_one_update(sums, &[T::ONE], row);
+        let Some(map) = self.map.tensored_inner() else {
+            match normalizer {
+                Normalizer::Dots { z, dots } => {
+                    self.map.map_queries_into(x, features);
+                    add_row_dots(dots, features, z);
                 }
+                Normalizer::Sums(sums) => {
+                    self.map.map_keys_into(x, features);
+                    sums.fill(T::ZERO);
+                    for row in features.chunks_exact(m) {
+                        rank_one_update(sums, &[T::ONE], row);
+                    }
+                }
+            }
+            return;
+        };
+        let r = map.feature_dim();
+        let inner = &mut inner[..rows * r];
+        map.map_into(x, inner);
+        match normalizer {
+            Normalizer::Dots { z, dots } => {
+                pack_symmetric_square(inner, r, features, Some((z, dots)));
+            }
+            Normalizer::Sums(sums) => {
+                sums.fill(T::ZERO);
+                pack_symmetric_square_transposed(inner, rows, r, columns, features, Some(sums));
             }
         }
     }
