@@ -248,7 +248,9 @@ fn power_sums<S: Simd, T: Element, const EVEN: bool>(
     WeightSums { sum, abs_sum }
 }
 
-/// Replaces each `x` of `row` by `exp(x − shift)` and returns the sum (`shift` ≥ every `x`).
+/// Replaces each `x` of `row` by `exp(x − shift)` and returns the sum. Softmax passes its row
+/// maximum (`x − shift ≤ 0`); the error bound, `(2 + |x − shift|)·ε` relative, and the range
+/// where it holds (results that fit the type) are those of docs/math.md §2.4.
 pub fn exp_in_place<T: Element>(row: &mut [T], shift: T) -> T {
     struct Op<'a, T> {
         row: &'a mut [T],
