@@ -1,6 +1,7 @@
 //! The GEMM roofline: faer's f32 matrix multiply rate on this machine, measured in-process so that
 //! attention kernels can be reported as a fraction of it.
 
+use crate::timing::Timing;
 use faer::{Accum, Mat, Par};
 use std::time::Instant;
 
@@ -9,8 +10,15 @@ pub fn gemm_flops(n: usize) -> f64 {
     2.0 * (n as f64).powi(3)
 }
 
+/// Timed runs of the GEMM probe: its rate is that of the median run, as every timed cell of the
+/// project reports its median, so a share of the GEMM rate compares like with like. (The best of
+/// the runs, used until this was written, set a fast outlier of the yardstick against a typical
+/// attention call: on the shared VM the 2-thread probe's runs spread 109–142 GFLOP/s within a
+/// second, which lowered every share by up to the spread.)
+pub const GEMM_PROBE_RUNS: usize = 5;
+
 /// Multiplies two `n × n` f32 matrices with faer on `threads` threads, `repeat` times after one
-/// warm-up, and returns the best rate in GFLOP/s.
+/// warm-up, and returns the rate of the median run in GFLOP/s.
 pub fn gemm_rate_gflops(n: usize, threads: usize, repeat: usize) -> f64 {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -21,13 +29,15 @@ pub fn gemm_rate_gflops(n: usize, threads: usize, repeat: usize) -> f64 {
         let b = Mat::<f32>::from_fn(n, n, |i, j| ((i * 5 + j * 11) % 13) as f32 * 0.07 - 0.4);
         let mut c = Mat::<f32>::zeros(n, n);
         let par = gemm_par(threads);
-        let mut best = f64::INFINITY;
-        for _ in 0..repeat.max(1) + 1 {
-            let start = Instant::now();
-            gemm_into(&mut c, &a, &b, par);
-            best = best.min(start.elapsed().as_secs_f64());
-        }
-        gemm_flops(n) / best / 1e9
+        gemm_into(&mut c, &a, &b, par);
+        let seconds = (0..repeat.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                gemm_into(&mut c, &a, &b, par);
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        gemm_flops(n) / Timing::from_seconds(seconds).median / 1e9
     })
 }
 

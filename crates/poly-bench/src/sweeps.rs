@@ -4,7 +4,7 @@
 use crate::machine::MachineInfo;
 use crate::plot::{Axes, Series, line_plot, log_log_slope};
 use crate::records::{self, Record};
-use crate::roofline::gemm_rate_gflops;
+use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::scenario::{Method, Scenario};
 use indicatif::ProgressBar;
 use std::collections::BTreeMap;
@@ -129,7 +129,7 @@ pub(crate) fn series_label(method: &Method, causal: bool) -> String {
 /// The first failing scenario's error, as text.
 pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     let load_before = crate::machine::load_average();
-    let gemm = gemm_rate_gflops(2048, plan.threads, 3);
+    let gemm = gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS);
     let lengths = plan.lengths();
     let bar = ProgressBar::new((plan.series.len() * lengths.len()) as u64);
     let mut records = Vec::new();
@@ -162,7 +162,10 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
         }
     }
     bar.finish_and_clear();
-    let gemm_after = vec![(plan.threads, gemm_rate_gflops(2048, plan.threads, 3))];
+    let gemm_after = vec![(
+        plan.threads,
+        gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS),
+    )];
     Ok(Sweep {
         records,
         machine: MachineInfo::collect(plan.threads),
@@ -345,7 +348,7 @@ pub fn threads(
     let counts: Vec<usize> = (1..=max_threads).collect();
     let gemm: Vec<f64> = counts
         .iter()
-        .map(|&t| gemm_rate_gflops(2048, t, 3))
+        .map(|&t| gemm_rate_gflops(2048, t, GEMM_PROBE_RUNS))
         .collect();
     let bar = ProgressBar::new((series.len() * counts.len()) as u64);
     let mut records = Vec::new();
@@ -372,7 +375,7 @@ pub fn threads(
     bar.finish_and_clear();
     let gemm_after = counts
         .iter()
-        .map(|&t| (t, gemm_rate_gflops(2048, t, 3)))
+        .map(|&t| (t, gemm_rate_gflops(2048, t, GEMM_PROBE_RUNS)))
         .collect();
     Ok(Sweep {
         records,

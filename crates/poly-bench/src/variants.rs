@@ -6,7 +6,7 @@
 //! shows the same call with a fresh output per call.
 
 use crate::machine::load_average;
-use crate::roofline::gemm_rate_gflops;
+use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::timing::{Timing, time_runs};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, KvCache, Mask, Tensor, Threads, attention,
@@ -75,7 +75,8 @@ fn inputs(shape: [usize; 4], seed: u64) -> Tensor<f32> {
     poly_data::synthetic::uniform(shape, -1.0, 1.0, seed).expect("a benchmark shape")
 }
 
-/// Bytes copied per second by `threads` threads copying 512 MiB in 1 MiB pieces, best of 5.
+/// Bytes copied per second by `threads` threads copying 512 MiB in 1 MiB pieces: the median of 5
+/// copies after one that faults the destination's pages in (the median, as for the GEMM probe).
 pub fn copy_rate_gbs(threads: usize) -> f64 {
     use rayon::prelude::*;
     let len = 512 << 20;
@@ -85,18 +86,19 @@ pub fn copy_rate_gbs(threads: usize) -> f64 {
         .num_threads(threads.max(1))
         .build()
         .expect("rayon pool");
-    let mut best = f64::INFINITY;
-    for _ in 0..6 {
+    let mut copy = || {
         let start = Instant::now();
         pool.install(|| {
             dst.par_chunks_mut(1 << 20)
                 .zip(src.par_chunks(1 << 20))
                 .for_each(|(d, s)| d.copy_from_slice(s));
         });
-        best = best.min(start.elapsed().as_secs_f64());
-    }
+        start.elapsed().as_secs_f64()
+    };
+    copy();
+    let median = Timing::from_seconds((0..5).map(|_| copy()).collect()).median;
     std::hint::black_box(&dst);
-    len as f64 / best / 1e9
+    len as f64 / median / 1e9
 }
 
 /// Where a timed call writes its output.
@@ -181,7 +183,7 @@ fn time_decode(
 /// An engine error (none is expected for these shapes).
 pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
     let load_average_before = load_average();
-    let gemm = gemm_rate_gflops(2048, threads, 3);
+    let gemm = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
     let copy_gbs = copy_rate_gbs(threads);
     let mut rows = Vec::new();
     let poly4 = Kernel::Polynomial { degree: 4 };
@@ -263,7 +265,7 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
             rows.push(r);
         }
     }
-    let gemm_after = gemm_rate_gflops(2048, threads, 3);
+    let gemm_after = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
     Ok(VariantsRun {
         threads,
         load_average_before,

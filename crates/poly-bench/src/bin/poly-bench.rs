@@ -153,7 +153,13 @@ fn run(command: Command) -> Result<(), String> {
                 threads,
                 block,
             };
-            let probe = || poly_bench::roofline::gemm_rate_gflops(2048, threads, 3);
+            let probe = || {
+                poly_bench::roofline::gemm_rate_gflops(
+                    2048,
+                    threads,
+                    poly_bench::roofline::GEMM_PROBE_RUNS,
+                )
+            };
             let before = if gemm { probe() } else { f64::NAN };
             let timing = scenario.time(repeat).map_err(|e| e.to_string())?;
             let after = if gemm { probe() } else { f64::NAN };
