@@ -52,20 +52,40 @@ pub const WARM_UP_MAX_CALLS: usize = 50;
 /// # Errors
 /// The first error `f` returns.
 pub fn time_runs<E>(repeat: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<Timing, E> {
-    let warm_up = Instant::now();
-    f()?;
-    let mut calls = 1;
-    while warm_up.elapsed().as_secs_f64() < WARM_UP_SECONDS && calls < WARM_UP_MAX_CALLS {
+    let mut timings = time_interleaved(repeat, &mut [&mut f])?;
+    Ok(timings.remove(0))
+}
+
+/// Times calls against each other: each is warmed up in turn (see [`WARM_UP_SECONDS`]), then
+/// `repeat` (≥ 1) rounds run every call once, in order. On a shared machine whose speed drifts
+/// over seconds, a drift then reaches every call alike, so ratios between them (one sequence
+/// length against another, one thread count against another) are steadier than from series run
+/// one after the other.
+///
+/// # Errors
+/// The first error a call returns.
+pub fn time_interleaved<E>(
+    repeat: usize,
+    calls: &mut [&mut dyn FnMut() -> Result<(), E>],
+) -> Result<Vec<Timing>, E> {
+    for f in calls.iter_mut() {
+        let warm_up = Instant::now();
         f()?;
-        calls += 1;
+        let mut done = 1;
+        while warm_up.elapsed().as_secs_f64() < WARM_UP_SECONDS && done < WARM_UP_MAX_CALLS {
+            f()?;
+            done += 1;
+        }
     }
-    let mut seconds = Vec::with_capacity(repeat.max(1));
+    let mut seconds = vec![Vec::with_capacity(repeat.max(1)); calls.len()];
     for _ in 0..repeat.max(1) {
-        let start = Instant::now();
-        f()?;
-        seconds.push(start.elapsed().as_secs_f64());
+        for (f, seconds) in calls.iter_mut().zip(&mut seconds) {
+            let start = Instant::now();
+            f()?;
+            seconds.push(start.elapsed().as_secs_f64());
+        }
     }
-    Ok(Timing::from_seconds(seconds))
+    Ok(seconds.into_iter().map(Timing::from_seconds).collect())
 }
 
 #[cfg(test)]
@@ -105,5 +125,25 @@ mod tests {
             if n == 2 { Err("boom") } else { Ok(()) }
         });
         assert_eq!(err.unwrap_err(), "boom");
+    }
+
+    #[test]
+    fn interleaved_calls_alternate_after_each_warm_up() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let mut a = || {
+            order.borrow_mut().push('a');
+            Ok::<(), ()>(())
+        };
+        let mut b = || {
+            order.borrow_mut().push('b');
+            Ok(())
+        };
+        let timings = time_interleaved(3, &mut [&mut a, &mut b]).unwrap();
+        assert_eq!(timings.iter().map(|t| t.runs).collect::<Vec<_>>(), [3, 3]);
+        let order = order.into_inner();
+        let warm = WARM_UP_MAX_CALLS;
+        assert!(order[..warm].iter().all(|&c| c == 'a'));
+        assert!(order[warm..2 * warm].iter().all(|&c| c == 'b'));
+        assert_eq!(order[2 * warm..].iter().collect::<String>(), "ababab");
     }
 }

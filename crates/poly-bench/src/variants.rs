@@ -3,11 +3,12 @@
 //! many query heads with their own k/v heads) and the KV-cache decode step (1 → 2 threads, and
 //! bytes of K and V read per second against this machine's memory-copy rate). Exact calls write
 //! into one reused output buffer (`attention_into`), as a model layer does; one row per kernel
-//! shows the same call with a fresh output per call.
+//! shows the same call with a fresh output per call. The cases a ratio compares (the window's
+//! lengths, the two head groupings, the two thread counts) are timed interleaved, round by round.
 
 use crate::machine::load_average;
 use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
-use crate::timing::{Timing, time_runs};
+use crate::timing::{Timing, time_interleaved};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, KvCache, Mask, Tensor, Threads, attention,
     attention_into, exact_attention_flops_in_window,
@@ -110,28 +111,65 @@ enum Output {
     Fresh,
 }
 
-/// Exact attention over `[1, heads, n, D]` queries and `[1, kv_heads, n, D]` keys and values.
-fn time_exact(
-    cfg: &AttentionConfig,
-    (heads, kv_heads, n): (usize, usize, usize),
-    repeat: usize,
+/// Exact attention over `[1, heads, n, D]` queries and `[1, kv_heads, n, D]` keys and values,
+/// ready to be called again and again.
+struct ExactCall {
+    cfg: AttentionConfig,
+    q: Tensor<f32>,
+    k: Tensor<f32>,
+    v: Tensor<f32>,
+    buffer: Vec<f32>,
     output: Output,
-) -> Result<(Timing, f64), Error> {
-    let q = inputs([1, heads, n, D], 1);
-    let (k, v) = (
-        inputs([1, kv_heads, n, D], 2),
-        inputs([1, kv_heads, n, D], 3),
-    );
-    let mut buffer = vec![0.0f32; heads * n * D];
-    let timing = time_runs(repeat, || match output {
-        Output::Reused => attention_into(q.view(), k.view(), v.view(), cfg, &mut buffer),
-        Output::Fresh => attention(q.view(), k.view(), v.view(), cfg).map(drop),
-    })?;
-    let dims = Dims::new(1, heads, n, n, D, D).with_kv_heads(kv_heads);
-    Ok((
-        timing,
-        exact_attention_flops_in_window(&dims, cfg.mask, cfg.window),
-    ))
+    /// The model FLOPs of one call, counting only visible (in-band) pairs.
+    flops: f64,
+}
+
+impl ExactCall {
+    fn new(
+        cfg: &AttentionConfig,
+        (heads, kv_heads, n): (usize, usize, usize),
+        output: Output,
+    ) -> Self {
+        let dims = Dims::new(1, heads, n, n, D, D).with_kv_heads(kv_heads);
+        ExactCall {
+            cfg: *cfg,
+            q: inputs([1, heads, n, D], 1),
+            k: inputs([1, kv_heads, n, D], 2),
+            v: inputs([1, kv_heads, n, D], 3),
+            buffer: vec![0.0f32; heads * n * D],
+            output,
+            flops: exact_attention_flops_in_window(&dims, cfg.mask, cfg.window),
+        }
+    }
+
+    fn call(&mut self) -> Result<(), Error> {
+        let (q, k, v) = (self.q.view(), self.k.view(), self.v.view());
+        match self.output {
+            Output::Reused => attention_into(q, k, v, &self.cfg, &mut self.buffer),
+            Output::Fresh => attention(q, k, v, &self.cfg).map(drop),
+        }
+    }
+}
+
+/// Times `calls` interleaved (see [`time_interleaved`]): each one's timing and model FLOPs.
+fn time_exact(calls: &mut [ExactCall], repeat: usize) -> Result<Vec<(Timing, f64)>, Error> {
+    let flops: Vec<f64> = calls.iter().map(|c| c.flops).collect();
+    let timings = time_each(calls, repeat, ExactCall::call)?;
+    Ok(timings.into_iter().zip(flops).collect())
+}
+
+/// [`time_interleaved`] over `call` applied to each of `items`.
+fn time_each<C>(
+    items: &mut [C],
+    repeat: usize,
+    call: fn(&mut C) -> Result<(), Error>,
+) -> Result<Vec<Timing>, Error> {
+    let mut closures: Vec<_> = items.iter_mut().map(|c| move || call(c)).collect();
+    let mut refs: Vec<&mut dyn FnMut() -> Result<(), Error>> = closures
+        .iter_mut()
+        .map(|c| c as &mut dyn FnMut() -> Result<(), Error>)
+        .collect();
+    time_interleaved(repeat, &mut refs)
 }
 
 /// What one row measured, before its numbers.
@@ -160,21 +198,29 @@ fn row(c: Case, threads: usize, (timing, flops): (Timing, f64), gemm: f64) -> Va
     }
 }
 
-/// The decode step (one new query) of one head over `context` cached tokens.
-fn time_decode(
-    kernel: Kernel,
-    context: usize,
-    threads: usize,
-    repeat: usize,
-) -> Result<Timing, Error> {
-    let cfg = AttentionConfig::new(kernel)
-        .with_mask(Mask::Causal)
-        .with_threads(pool(threads));
-    let mut cache = KvCache::<f32>::new(&cfg, 1, D, D)?;
-    let (k, v) = (inputs([1, 1, context, D], 2), inputs([1, 1, context, D], 3));
-    cache.append(k.as_slice(), v.as_slice())?;
-    let q = inputs([1, 1, 1, D], 1);
-    time_runs(repeat, || cache.attend(q.as_slice(), 1).map(drop))
+/// A KV cache of one head holding `context` tokens, and one new query to attend with.
+struct DecodeCall {
+    cache: KvCache<f32>,
+    q: Tensor<f32>,
+}
+
+impl DecodeCall {
+    fn new(kernel: Kernel, context: usize, threads: usize) -> Result<Self, Error> {
+        let cfg = AttentionConfig::new(kernel)
+            .with_mask(Mask::Causal)
+            .with_threads(pool(threads));
+        let mut cache = KvCache::<f32>::new(&cfg, 1, D, D)?;
+        let (k, v) = (inputs([1, 1, context, D], 2), inputs([1, 1, context, D], 3));
+        cache.append(k.as_slice(), v.as_slice())?;
+        Ok(DecodeCall {
+            cache,
+            q: inputs([1, 1, 1, D], 1),
+        })
+    }
+
+    fn call(&mut self) -> Result<(), Error> {
+        self.cache.attend(self.q.as_slice(), 1).map(drop)
+    }
 }
 
 /// Runs the three studies on `threads` threads (quick: shorter sequences and fewer repeats).
@@ -198,8 +244,12 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
             .with_mask(Mask::Causal)
             .with_window(512)
             .with_threads(pool(threads));
-        for &n in window_ns {
-            let measured = time_exact(&cfg, (8, 8, n), 3, Output::Reused)?;
+        // The lengths interleaved, so that a drift of the machine does not bend the line.
+        let mut calls: Vec<ExactCall> = window_ns
+            .iter()
+            .map(|&n| ExactCall::new(&cfg, (8, 8, n), Output::Reused))
+            .collect();
+        for (&n, measured) in window_ns.iter().zip(time_exact(&mut calls, 3)?) {
             let case = Case {
                 study: "window",
                 kernel: name,
@@ -209,9 +259,11 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
             };
             rows.push(row(case, threads, measured, gemm));
         }
+        drop(calls);
         // The same call with a fresh output per call: what page faults add.
         let n = *window_ns.last().expect("lengths");
-        let measured = time_exact(&cfg, (8, 8, n), 3, Output::Fresh)?;
+        let mut fresh = [ExactCall::new(&cfg, (8, 8, n), Output::Fresh)];
+        let measured = time_exact(&mut fresh, 3)?[0];
         let case = Case {
             study: "window-fresh-output",
             kernel: name,
@@ -227,8 +279,13 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
         let cfg = AttentionConfig::new(kernel)
             .with_mask(Mask::Causal)
             .with_threads(pool(threads));
-        for kv_heads in [8, 2] {
-            let measured = time_exact(&cfg, (8, kv_heads, n), 5, Output::Reused)?;
+        // H_kv = H and g = 4 interleaved: their ratio is the study's figure.
+        let groupings = [8, 2];
+        let mut calls: Vec<ExactCall> = groupings
+            .iter()
+            .map(|&kv_heads| ExactCall::new(&cfg, (8, kv_heads, n), Output::Reused))
+            .collect();
+        for (&kv_heads, measured) in groupings.iter().zip(time_exact(&mut calls, 5)?) {
             let case = Case {
                 study: "gqa",
                 kernel: name,
@@ -242,11 +299,18 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
     // The decode step: one head, one new query; in cache (32768) and beyond it (262144).
     let contexts: &[usize] = if quick { &[32768] } else { &[32768, 262144] };
     for &context in contexts {
-        for t in [1, threads.max(1)]
+        // 1 and `threads` threads interleaved: their ratio is the study's figure.
+        let thread_counts: Vec<usize> = [1, threads.max(1)]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
-        {
-            let timing = time_decode(poly4, context, t, if quick { 50 } else { 200 })?;
+            .into_iter()
+            .collect();
+        let mut calls = thread_counts
+            .iter()
+            .map(|&t| DecodeCall::new(poly4, context, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timings = time_each(&mut calls, if quick { 50 } else { 200 }, DecodeCall::call)?;
+        for (&t, timing) in thread_counts.iter().zip(timings) {
             let flops = exact_attention_flops_in_window(
                 &Dims::new(1, 1, 1, context, D, D),
                 Mask::Causal,
