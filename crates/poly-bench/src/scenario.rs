@@ -1,7 +1,7 @@
 //! A benchmark scenario — kernel × mask × n × d × batch·heads × threads × sketch parameters — and
 //! its FLOP model and in-process timing.
 
-use crate::timing::{Timing, time_runs};
+use crate::timing::{Timing, time_interleaved, time_runs};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, Mask, Normalization, Tensor, Threads, attention,
     exact_attention_flops,
@@ -166,24 +166,65 @@ impl Scenario {
     /// # Errors
     /// The kernel's error, or a peer that is not compiled in.
     pub fn time(&self, repeat: usize) -> Result<Timing, Error> {
+        match self.prepare()? {
+            Prepared::Own(call) => time_runs(repeat, call),
+            Prepared::Peer(peer, [q, k, v]) => peer.time(self, &q, &k, &v, repeat),
+        }
+    }
+
+    /// Times `scenarios` against each other, interleaved round by round
+    /// ([`crate::timing::time_interleaved`]), so that their ratios (one thread count against
+    /// another) do not depend on which of them a drift of the machine hit. Peers, which time
+    /// themselves, make the scenarios run one after the other.
+    ///
+    /// # Errors
+    /// As [`Scenario::time`].
+    pub fn time_interleaved(scenarios: &[Scenario], repeat: usize) -> Result<Vec<Timing>, Error> {
+        let prepared = scenarios
+            .iter()
+            .map(Scenario::prepare)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut own = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            match p {
+                Prepared::Own(call) => own.push(call),
+                Prepared::Peer(..) => return scenarios.iter().map(|s| s.time(repeat)).collect(),
+            }
+        }
+        let mut refs: Vec<&mut dyn FnMut() -> Result<(), Error>> = own
+            .iter_mut()
+            .map(|c| c.as_mut() as &mut dyn FnMut() -> Result<(), Error>)
+            .collect();
+        time_interleaved(repeat, &mut refs)
+    }
+
+    /// This scenario's inputs (and map) drawn, ready to be called.
+    fn prepare(&self) -> Result<Prepared, Error> {
         let [q, k, v] = self.inputs()?;
-        match self.method {
+        Ok(match self.method {
             Method::Exact(kernel) => {
                 let cfg = self.exact_config(kernel);
-                time_runs(repeat, || {
+                Prepared::Own(Box::new(move || {
                     attention(q.view(), k.view(), v.view(), &cfg).map(drop)
-                })
+                }))
             }
             Method::Sketched { map, local_exact } => {
                 let map = map.build::<f32>(self.d)?;
                 let cfg = self.linear_config(map.as_ref(), local_exact);
-                time_runs(repeat, || {
+                Prepared::Own(Box::new(move || {
                     linear_attention(q.view(), k.view(), v.view(), map.as_ref(), &cfg).map(drop)
-                })
+                }))
             }
-            Method::Peer(peer) => peer.time(self, &q, &k, &v, repeat),
-        }
+            Method::Peer(peer) => Prepared::Peer(peer, [q, k, v]),
+        })
     }
+}
+
+/// A scenario ready to run: polyattn's own engines as a call; a peer, which times itself, with
+/// its inputs.
+enum Prepared {
+    Own(Box<dyn FnMut() -> Result<(), Error>>),
+    Peer(crate::peers::Peer, [Tensor<f32>; 3]),
 }
 
 #[cfg(test)]

@@ -333,7 +333,8 @@ pub fn write_scaling(sweep: &Sweep, dir: &Path) -> Result<(), String> {
     line_plot(&dir.join("scaling.svg"), &axes, &series, &[])
 }
 
-/// Times each `(method, causal)` at every thread count `1..=max_threads`.
+/// Times each `(method, causal)` at every thread count `1..=max_threads`, the counts interleaved
+/// round by round (see [`Scenario::time_interleaved`]).
 ///
 /// # Errors
 /// The first failing scenario's error, as text.
@@ -353,9 +354,10 @@ pub fn threads(
     let bar = ProgressBar::new((series.len() * counts.len()) as u64);
     let mut records = Vec::new();
     for &(method, causal) in series {
-        for (&threads, &gemm_gflops) in counts.iter().zip(&gemm) {
-            bar.inc(1);
-            let scenario = Scenario {
+        // The thread counts of a series interleaved: their speedups are the sweep's figures.
+        let scenarios: Vec<Scenario> = counts
+            .iter()
+            .map(|&threads| Scenario {
                 method,
                 causal,
                 n,
@@ -363,13 +365,18 @@ pub fn threads(
                 batch_heads,
                 threads,
                 block: 256,
-            };
-            records.push(measure(
+            })
+            .collect();
+        let timings = Scenario::time_interleaved(&scenarios, repeat)
+            .map_err(|e| format!("{}: {e}", series_label(&method, causal)))?;
+        for ((scenario, timing), &gemm_gflops) in scenarios.into_iter().zip(timings).zip(&gemm) {
+            bar.inc(1);
+            records.push(Record {
                 scenario,
-                repeat,
+                timing,
+                gflop: scenario.flops() / 1e9,
                 gemm_gflops,
-                &format!("{threads} threads"),
-            )?);
+            });
         }
     }
     bar.finish_and_clear();
