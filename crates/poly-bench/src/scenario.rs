@@ -1,7 +1,7 @@
 //! A benchmark scenario — kernel × mask × n × d × batch·heads × threads × sketch parameters — and
 //! its FLOP model and in-process timing.
 
-use crate::timing::{Timing, time_interleaved, time_runs};
+use crate::timing::{Timing, time_each, time_runs};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, Mask, Normalization, Tensor, Threads, attention,
     exact_attention_flops,
@@ -191,11 +191,7 @@ impl Scenario {
                 Prepared::Peer(..) => return scenarios.iter().map(|s| s.time(repeat)).collect(),
             }
         }
-        let mut refs: Vec<&mut dyn FnMut() -> Result<(), Error>> = own
-            .iter_mut()
-            .map(|c| c.as_mut() as &mut dyn FnMut() -> Result<(), Error>)
-            .collect();
-        time_interleaved(repeat, &mut refs)
+        time_each(&mut own, repeat, |call| call())
     }
 
     /// This scenario's inputs (and map) drawn, ready to be called.

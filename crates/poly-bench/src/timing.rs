@@ -88,6 +88,24 @@ pub fn time_interleaved<E>(
     Ok(seconds.into_iter().map(Timing::from_seconds).collect())
 }
 
+/// [`time_interleaved`] over `call` applied to each of `items` (the cases a ratio compares).
+///
+/// # Errors
+/// The first error a call returns.
+pub fn time_each<C, E>(
+    items: &mut [C],
+    repeat: usize,
+    call: impl Fn(&mut C) -> Result<(), E>,
+) -> Result<Vec<Timing>, E> {
+    let call = &call;
+    let mut closures: Vec<_> = items.iter_mut().map(|c| move || call(c)).collect();
+    let mut refs: Vec<&mut dyn FnMut() -> Result<(), E>> = closures
+        .iter_mut()
+        .map(|c| c as &mut dyn FnMut() -> Result<(), E>)
+        .collect();
+    time_interleaved(repeat, &mut refs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,10 @@
 
 use crate::machine::load_average;
 use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
-use crate::timing::{Timing, time_interleaved};
+use crate::timing::{Timing, time_each};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, KvCache, Mask, Tensor, Threads, attention,
-    attention_into, exact_attention_flops_in_window,
+    attention_into, exact_attention_flops_in_window, run_with_threads,
 };
 use serde::Serialize;
 use std::num::NonZeroUsize;
@@ -20,6 +20,8 @@ use std::time::Instant;
 
 /// d = d_v of every measurement.
 const D: usize = 64;
+/// Decode steps per timed run: its min, median and max are those of bursts, per step.
+const DECODE_BURST: usize = 20;
 
 /// One measured configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -151,25 +153,11 @@ impl ExactCall {
     }
 }
 
-/// Times `calls` interleaved (see [`time_interleaved`]): each one's timing and model FLOPs.
+/// Times `calls` interleaved (see [`crate::timing::time_interleaved`]): each one's timing and model FLOPs.
 fn time_exact(calls: &mut [ExactCall], repeat: usize) -> Result<Vec<(Timing, f64)>, Error> {
     let flops: Vec<f64> = calls.iter().map(|c| c.flops).collect();
     let timings = time_each(calls, repeat, ExactCall::call)?;
     Ok(timings.into_iter().zip(flops).collect())
-}
-
-/// [`time_interleaved`] over `call` applied to each of `items`.
-fn time_each<C>(
-    items: &mut [C],
-    repeat: usize,
-    call: fn(&mut C) -> Result<(), Error>,
-) -> Result<Vec<Timing>, Error> {
-    let mut closures: Vec<_> = items.iter_mut().map(|c| move || call(c)).collect();
-    let mut refs: Vec<&mut dyn FnMut() -> Result<(), Error>> = closures
-        .iter_mut()
-        .map(|c| c as &mut dyn FnMut() -> Result<(), Error>)
-        .collect();
-    time_interleaved(repeat, &mut refs)
 }
 
 /// What one row measured, before its numbers.
@@ -198,17 +186,19 @@ fn row(c: Case, threads: usize, (timing, flops): (Timing, f64), gemm: f64) -> Va
     }
 }
 
-/// A KV cache of one head holding `context` tokens, and one new query to attend with.
+/// A KV cache of one head holding `context` tokens, and one new query to attend with. The cache
+/// runs on the pool it is called from, so that every thread count reads the same K and V (two
+/// copies of a 16.8 MB cache, interleaved, would no longer share the L3 with each other).
 struct DecodeCall {
     cache: KvCache<f32>,
     q: Tensor<f32>,
 }
 
 impl DecodeCall {
-    fn new(kernel: Kernel, context: usize, threads: usize) -> Result<Self, Error> {
+    fn new(kernel: Kernel, context: usize) -> Result<Self, Error> {
         let cfg = AttentionConfig::new(kernel)
             .with_mask(Mask::Causal)
-            .with_threads(pool(threads));
+            .with_threads(Threads::Global);
         let mut cache = KvCache::<f32>::new(&cfg, 1, D, D)?;
         let (k, v) = (inputs([1, 1, context, D], 2), inputs([1, 1, context, D], 3));
         cache.append(k.as_slice(), v.as_slice())?;
@@ -218,8 +208,11 @@ impl DecodeCall {
         })
     }
 
-    fn call(&mut self) -> Result<(), Error> {
-        self.cache.attend(self.q.as_slice(), 1).map(drop)
+    /// One decode step on `threads` threads.
+    fn call(&self, threads: usize) -> Result<(), Error> {
+        run_with_threads(pool(threads), || {
+            self.cache.attend(self.q.as_slice(), 1).map(drop)
+        })?
     }
 }
 
@@ -299,18 +292,28 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
     // The decode step: one head, one new query; in cache (32768) and beyond it (262144).
     let contexts: &[usize] = if quick { &[32768] } else { &[32768, 262144] };
     for &context in contexts {
-        // 1 and `threads` threads interleaved: their ratio is the study's figure.
+        // 1 and `threads` threads interleaved (burst by burst): their ratio is the study's figure.
         let thread_counts: Vec<usize> = [1, threads.max(1)]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut calls = thread_counts
-            .iter()
-            .map(|&t| DecodeCall::new(poly4, context, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let timings = time_each(&mut calls, if quick { 50 } else { 200 }, DecodeCall::call)?;
-        for (&t, timing) in thread_counts.iter().zip(timings) {
+        let decode = DecodeCall::new(poly4, context)?;
+        let mut counts = thread_counts.clone();
+        // A timed run is a burst of DECODE_BURST steps, as a generating model takes them back
+        // to back: alone, a step would also time waking the other pool's sleeping workers.
+        let bursts = if quick { 4 } else { 12 };
+        let timings = time_each(&mut counts, bursts, |&mut t| {
+            (0..DECODE_BURST).try_for_each(|_| decode.call(t))
+        })?;
+        for (&t, burst) in thread_counts.iter().zip(timings) {
+            let per_step = |s: f64| s / DECODE_BURST as f64;
+            let timing = Timing {
+                median: per_step(burst.median),
+                min: per_step(burst.min),
+                max: per_step(burst.max),
+                runs: burst.runs,
+            };
             let flops = exact_attention_flops_in_window(
                 &Dims::new(1, 1, 1, context, D, D),
                 Mask::Causal,
@@ -348,7 +351,8 @@ pub fn markdown(run: &VariantsRun) -> String {
         "# Variants: windows, grouped heads, decoding\n\nThreads {}; load average before {}; faer \
          f32 GEMM 2048³ {:.0} GFLOP/s before, {:.0} after{}; parallel memcpy of 512 MiB {:.1} GB/s \
          copied. Exact rows write into a reused output buffer (`attention_into`) unless marked \
-         \"fresh output\".\n\n",
+         \"fresh output\". Decode rows time bursts of {DECODE_BURST} steps and give them per step; \
+         the cases each ratio compares ran interleaved.\n\n",
         run.threads,
         run.load_average_before,
         run.gemm_gflops_before,
