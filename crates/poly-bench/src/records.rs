@@ -116,6 +116,10 @@ pub struct AttendTiming {
     pub seconds_median: f64,
     /// Fastest run.
     pub seconds_min: f64,
+    /// Every timed run's seconds, in the order they ran (after the warm-up), so that the first
+    /// runs can be set against later ones.
+    #[serde(default)]
+    pub seconds_each: Vec<f64>,
     /// Model GFLOP (docs/math.md §2.2 / §4).
     pub gflop: f64,
     /// Model GFLOP per second at the median.

@@ -51,9 +51,20 @@ pub const WARM_UP_MAX_CALLS: usize = 50;
 ///
 /// # Errors
 /// The first error `f` returns.
-pub fn time_runs<E>(repeat: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<Timing, E> {
-    let mut timings = time_interleaved(repeat, &mut [&mut f])?;
-    Ok(timings.remove(0))
+pub fn time_runs<E>(repeat: usize, f: impl FnMut() -> Result<(), E>) -> Result<Timing, E> {
+    Ok(Timing::from_seconds(time_runs_each(repeat, f)?))
+}
+
+/// [`time_runs`], returning every timed run's seconds in the order they ran.
+///
+/// # Errors
+/// The first error `f` returns.
+pub fn time_runs_each<E>(
+    repeat: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Vec<f64>, E> {
+    let mut seconds = seconds_interleaved(repeat, &mut [&mut f])?;
+    Ok(seconds.remove(0))
 }
 
 /// Times calls against each other: each is warmed up in turn (see [`WARM_UP_SECONDS`]), then
@@ -68,6 +79,15 @@ pub fn time_interleaved<E>(
     repeat: usize,
     calls: &mut [&mut dyn FnMut() -> Result<(), E>],
 ) -> Result<Vec<Timing>, E> {
+    let seconds = seconds_interleaved(repeat, calls)?;
+    Ok(seconds.into_iter().map(Timing::from_seconds).collect())
+}
+
+/// [`time_interleaved`]'s runs: each call's seconds in the order they ran.
+fn seconds_interleaved<E>(
+    repeat: usize,
+    calls: &mut [&mut dyn FnMut() -> Result<(), E>],
+) -> Result<Vec<Vec<f64>>, E> {
     for f in calls.iter_mut() {
         let warm_up = Instant::now();
         f()?;
@@ -85,7 +105,7 @@ pub fn time_interleaved<E>(
             seconds.push(start.elapsed().as_secs_f64());
         }
     }
-    Ok(seconds.into_iter().map(Timing::from_seconds).collect())
+    Ok(seconds)
 }
 
 /// [`time_interleaved`] over `call` applied to each of `items` (the cases a ratio compares).

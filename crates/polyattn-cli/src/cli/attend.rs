@@ -7,7 +7,7 @@ use super::maps::map_spec;
 use super::{AttendArgs, CliError, DtypeArg, KernelArg, NormArg, kernel_name};
 use poly_bench::machine::peak_rss_bytes;
 use poly_bench::records::AttendTiming;
-use poly_bench::timing::time_runs;
+use poly_bench::timing::{Timing, time_runs_each};
 use poly_core::{
     AttentionConfig, Dims, Element, Kernel, Mask, Normalization, Sequences, Tensor, Threads,
     attention, attention_into, attention_packed, check_inputs, exact_attention_flops_in_window,
@@ -254,7 +254,8 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
     match args.repeat {
         None => compute()?,
         Some(repeat) => {
-            let timing = time_runs(repeat, compute)?;
+            let seconds_each = time_runs_each(repeat, compute)?;
+            let timing = Timing::from_seconds(seconds_each.clone());
             // Decoding counts the rows it outputs: the last n − P queries over all n keys.
             let decoded = args.decode.map(|prompt| {
                 Dims::new(
@@ -301,6 +302,7 @@ fn run_typed<T: SketchElement + npyz::AutoSerialize>(
                 threads: poly_core::run_with_threads(threads, rayon::current_num_threads)?,
                 seconds_median: timing.median,
                 seconds_min: timing.min,
+                seconds_each,
                 gflop,
                 gflops: gflop / timing.median,
                 max_rss_bytes: peak_rss_bytes(),

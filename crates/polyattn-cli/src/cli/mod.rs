@@ -255,7 +255,7 @@ pub struct AttendArgs {
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
     /// Time N runs after warming up for at least 0.25 s and print one JSON line (computation
-    /// only, no I/O).
+    /// only, no I/O; median, min and every run's seconds in order).
     #[arg(long, value_name = "N")]
     pub repeat: Option<usize>,
 }

@@ -444,6 +444,17 @@ fn repeat_prints_one_json_timing_line() {
         record["seconds_min"].as_f64().unwrap(),
     );
     assert!(min > 0.0 && min <= median);
+    let each: Vec<f64> = record["seconds_each"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    assert_eq!(each.len(), 3);
+    assert_eq!(each.iter().copied().fold(f64::INFINITY, f64::min), min);
+    let mut sorted = each.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(sorted[1], median);
     assert!((record["gflops"].as_f64().unwrap() - gflop / median).abs() < 1e-9 * gflop / median);
 }
 
