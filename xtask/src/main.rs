@@ -47,7 +47,7 @@ enum Command {
     /// The model-shaped variants: sliding window w = 512 against n (share of the GEMM rate over
     /// in-band pairs), GQA g = 4 against H_kv = H, and the KV-cache decode step on 1 and all
     /// threads with K+V bytes per second against memcpy (`--quick`: about 10 s once built; the
-    /// full sizes about a minute).
+    /// full sizes about 30 s, measured 2026-12-07).
     Variants(Forwarded),
     /// The exact backward against the forward and the GEMM rate (`--n 1024,4096`). About 20 s
     /// once built.

@@ -96,7 +96,7 @@ enum Command {
     /// Sliding window w = 512 against n, GQA g = 4 against H_kv = H, and the KV-cache decode
     /// step on 1 and --threads threads (with K+V bytes read per second against memcpy).
     Variants {
-        /// Shorter sequences and fewer repeats (about 10 s instead of about a minute).
+        /// Shorter sequences and fewer repeats (about 10 s instead of about 30 s).
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value_t = all_threads())]
