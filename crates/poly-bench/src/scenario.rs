@@ -284,5 +284,16 @@ mod tests {
         };
         // Without the `candle` feature the peer is an error, not a silent zero.
         assert_eq!(peer.time(1).is_err(), !cfg!(feature = "candle"));
+        // Interleaved: one timing per scenario, in their order, each of `repeat` runs; a peer
+        // among them sends every scenario through its own timing (an error without candle).
+        let exact = Scenario {
+            method: Method::Exact(Kernel::Softmax),
+            ..s
+        };
+        let both = Scenario::time_interleaved(&[s, exact], 3).unwrap();
+        assert_eq!(both.iter().map(|t| t.runs).collect::<Vec<_>>(), [3, 3]);
+        assert!(both.iter().all(|t| t.min > 0.0 && t.min <= t.median));
+        let with_peer = Scenario::time_interleaved(&[s, peer], 1);
+        assert_eq!(with_peer.is_err(), !cfg!(feature = "candle"));
     }
 }
