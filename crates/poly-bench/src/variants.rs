@@ -153,7 +153,8 @@ impl ExactCall {
     }
 }
 
-/// Times `calls` interleaved (see [`crate::timing::time_interleaved`]): each one's timing and model FLOPs.
+/// Times `calls` interleaved (see [`crate::timing::time_interleaved`]): each one's timing and
+/// model FLOPs.
 fn time_exact(calls: &mut [ExactCall], repeat: usize) -> Result<Vec<(Timing, f64)>, Error> {
     let flops: Vec<f64> = calls.iter().map(|c| c.flops).collect();
     let timings = time_each(calls, repeat, ExactCall::call)?;
@@ -188,7 +189,7 @@ fn row(c: Case, threads: usize, (timing, flops): (Timing, f64), gemm: f64) -> Va
 
 /// A KV cache of one head holding `context` tokens, and one new query to attend with. The cache
 /// runs on the pool it is called from, so that every thread count reads the same K and V (two
-/// copies of a 16.8 MB cache, interleaved, would no longer share the L3 with each other).
+/// copies of a 16.8 MB cache, interleaved, would not fit the 32 MB L3 together).
 struct DecodeCall {
     cache: KvCache<f32>,
     q: Tensor<f32>,
