@@ -3,7 +3,7 @@
 use super::LinearAttentionConfig;
 use crate::feature_map::FeatureMap;
 use poly_core::primitives::{
-    add_row_dots, gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb, rank_one_update,
+    add_row_dots, gemm_ab, gemm_abt, gemm_add_ab, gemm_add_atb, weighted_row_sum,
 };
 use poly_core::primitives::{pack_symmetric_square, pack_symmetric_square_transposed, powi};
 use poly_core::{Element, Result, RowPosition, layernorm_in_place};
@@ -23,8 +23,8 @@ enum Local<'a, T: Element> {
 enum Normalizer<'a, T> {
     /// Queries: `dots += A·z` (`z` the earlier state's normalizer column).
     Dots { z: &'a [T], dots: &'a mut [T] },
-    /// Keys: `sums = Bᵀ1`.
-    Sums(&'a mut [T]),
+    /// Keys: `sums = Bᵀ1` (`ones`: at least a block of ones, for maps without packing).
+    Sums { sums: &'a mut [T], ones: &'a [T] },
 }
 
 /// One (batch, head): its slices of q, k, v and the shared parameters.
@@ -57,6 +57,8 @@ pub(super) struct Scratch<T> {
     key_start: usize,
     /// `B_lᵀ1` of the key block last loaded, `m`.
     b_sums: Vec<T>,
+    /// `b` ones: the weights of `B_lᵀ1` as one row-weighted sum.
+    ones: Vec<T>,
     /// Local weights, `b × b`.
     w: Vec<T>,
     /// Unnormalized outputs `Σ w v`, `b × d_v`.
@@ -88,7 +90,14 @@ impl<T: Element> Head<'_, T> {
     /// terms. States are added element by element, so the scans carry `z` and `u` along with `Z_v`
     /// without knowing they are there.
     pub fn state_len(&self) -> usize {
-        self.m() * (self.d_v + 2)
+        super::shard::state_len(self.map, self.d_v)
+    }
+
+    /// A state's three parts (see [`Self::state_len`]): `(Z_v, z, u)`.
+    fn state_parts<'s>(&self, state: &'s [T]) -> (&'s [T], &'s [T], &'s [T]) {
+        let (z_v, rest) = state.split_at(self.m() * self.d_v);
+        let (z, u) = rest.split_at(self.m());
+        (z_v, z, u)
     }
 
     /// Whether the normalizer can cancel and so has to be judged against the magnitude of its
@@ -113,6 +122,7 @@ impl<T: Element> Head<'_, T> {
             columns: zeros(block * r),
             key_start: 0,
             b_sums: zeros(self.m()),
+            ones: vec![T::ONE; block],
             w: zeros(block * block),
             y: zeros(block * self.d_v),
             y_sum: zeros(block),
@@ -165,12 +175,9 @@ impl<T: Element> Head<'_, T> {
                     self.map.map_queries_into(x, features);
                     add_row_dots(dots, features, z);
                 }
-                Normalizer::Sums(sums) => {
+                Normalizer::Sums { sums, ones } => {
                     self.map.map_keys_into(x, features);
-                    sums.fill(T::ZERO);
-                    for row in features.chunks_exact(m) {
-                        rank_one_update(sums, &[T::ONE], row);
-                    }
+                    weighted_row_sum(sums, &ones[..rows], features);
                 }
             }
             return;
@@ -182,7 +189,7 @@ impl<T: Element> Head<'_, T> {
             Normalizer::Dots { z, dots } => {
                 pack_symmetric_square(inner, r, features, Some((z, dots)));
             }
-            Normalizer::Sums(sums) => {
+            Normalizer::Sums { sums, .. } => {
                 sums.fill(T::ZERO);
                 pack_symmetric_square_transposed(inner, rows, r, columns, features, Some(sums));
             }
@@ -193,7 +200,10 @@ impl<T: Element> Head<'_, T> {
     /// (its values are read from `v`).
     pub fn key_block(&self, start: usize, rows: usize, s: &mut Scratch<T>) {
         self.prepare(self.k, start, rows, false, &mut s.xk);
-        let sums = Normalizer::Sums(&mut s.b_sums);
+        let sums = Normalizer::Sums {
+            sums: &mut s.b_sums,
+            ones: &s.ones,
+        };
         self.features(&s.xk, rows, &mut s.mk, &mut s.columns, &mut s.b, sums);
         s.key_start = start;
     }
@@ -264,10 +274,9 @@ impl<T: Element> Head<'_, T> {
     /// and the normalizers' read-out `A_l z` into `s.y_sum`.
     pub fn query_block(&self, start: usize, rows: usize, s: &mut Scratch<T>, earlier: &[T]) {
         self.prepare(self.q, start, rows, true, &mut s.xq);
-        let (m, d_v) = (self.m(), self.d_v);
         let dots = &mut s.y_sum[..rows];
         dots.fill(T::ZERO);
-        let z = &earlier[m * d_v..m * (d_v + 1)];
+        let (_, z, _) = self.state_parts(earlier);
         let normalizer = Normalizer::Dots { z, dots };
         self.features(&s.xq, rows, &mut s.mq, &mut s.columns, &mut s.a, normalizer);
     }
@@ -352,24 +361,19 @@ impl<T: Element> Head<'_, T> {
 
     /// The `u` part of a state (see [`Self::state_len`]).
     fn magnitude_state<'s>(&self, state: &'s [T]) -> &'s [T] {
-        &state[self.m() * (self.d_v + 1)..]
+        self.state_parts(state).2
     }
 
     /// `y += A_l Z_v` for the query block loaded in `s` (its `A_l z` came with the features).
     fn add_earlier(&self, rows: usize, s: &mut Scratch<T>, state: &[T]) {
         let (d_v, m) = (self.d_v, self.m());
-        gemm_add_ab(
-            &mut s.y[..rows * d_v],
-            &s.a,
-            &state[..m * d_v],
-            rows,
-            d_v,
-            m,
-        );
+        let (z_v, _, _) = self.state_parts(state);
+        gemm_add_ab(&mut s.y[..rows * d_v], &s.a, z_v, rows, d_v, m);
     }
 
-    /// Rows of `Σ w v` in `s.y`, with `Σ w` in `s.y_sum`, → outputs, with the configured normalization and the
-    /// magnitudes in `s.magnitude` (for a normalizer that is not judged, `|Σ w|` itself).
+    /// Rows of `Σ w v` in `s.y`, with `Σ w` in `s.y_sum`, → outputs, with the configured
+    /// normalization and the magnitudes in `s.magnitude` (for a normalizer that is not judged,
+    /// `|Σ w|` itself).
     fn normalize(
         &self,
         start: usize,
