@@ -180,15 +180,19 @@ impl Scenario {
     /// # Errors
     /// As [`Scenario::time`].
     pub fn time_interleaved(scenarios: &[Scenario], repeat: usize) -> Result<Vec<Timing>, Error> {
-        let prepared = scenarios
+        let one_by_one = || scenarios.iter().map(|s| s.time(repeat)).collect();
+        // Checked before anything is prepared, so no inputs are drawn twice.
+        if scenarios
             .iter()
-            .map(Scenario::prepare)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut own = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            match p {
+            .any(|s| matches!(s.method, Method::Peer(_)))
+        {
+            return one_by_one();
+        }
+        let mut own = Vec::with_capacity(scenarios.len());
+        for s in scenarios {
+            match s.prepare()? {
                 Prepared::Own(call) => own.push(call),
-                Prepared::Peer(..) => return scenarios.iter().map(|s| s.time(repeat)).collect(),
+                Prepared::Peer(..) => return one_by_one(),
             }
         }
         time_each(&mut own, repeat, |call| call())

@@ -78,8 +78,9 @@ fn inputs(shape: [usize; 4], seed: u64) -> Tensor<f32> {
     poly_data::synthetic::uniform(shape, -1.0, 1.0, seed).expect("a benchmark shape")
 }
 
-/// Bytes copied per second by `threads` threads copying 512 MiB in 1 MiB pieces: the median of 5
-/// copies after one that faults the destination's pages in (the median, as for the GEMM probe).
+/// Bytes copied per second by `threads` threads copying 512 MiB in 1 MiB pieces: the median of
+/// [`GEMM_PROBE_RUNS`] copies after one that faults the destination's pages in (the same rule as
+/// the GEMM probe's).
 pub fn copy_rate_gbs(threads: usize) -> f64 {
     use rayon::prelude::*;
     let len = 512 << 20;
@@ -99,7 +100,7 @@ pub fn copy_rate_gbs(threads: usize) -> f64 {
         start.elapsed().as_secs_f64()
     };
     copy();
-    let median = Timing::from_seconds((0..5).map(|_| copy()).collect()).median;
+    let median = Timing::from_seconds((0..GEMM_PROBE_RUNS).map(|_| copy()).collect()).median;
     std::hint::black_box(&dst);
     len as f64 / median / 1e9
 }
