@@ -60,8 +60,8 @@ pub use backward::{
 pub use config::{AttentionConfig, Kernel, LAYERNORM_EPS, Mask, Normalization, Threads};
 pub use element::Element;
 pub use engine::{
-    KEY_TILE, QUERY_TILE, SMALL_KEYS, WIDE_QUERY_MIN_KEYS, WIDE_QUERY_TILE, attention,
-    attention_into, attention_packed, attention_padded, run_with_threads,
+    KEY_TILE, QUERY_TILE, SMALL_KEYS, WIDE_QUERY_TILE, attention, attention_into, attention_packed,
+    attention_padded, run_with_threads,
 };
 pub use error::{Error, Result, RowPosition, TensorName};
 pub use flops::{

@@ -9,8 +9,9 @@ use std::mem::discriminant;
 
 /// (batch, heads, n_q, n_k, d, d_v): n = 1, d = 1, d_v ≠ d, n_q ≠ n_k both ways, tails of the
 /// 64- and 128-row query tiles, key counts above the single-tile limit (768) so that the streaming
-/// rescaling across key tiles (≤ 512, evened out) is exercised, and a causal problem wide enough
-/// (≥ 4096 keys) for 128-row tiles whose diagonal is masked.
+/// rescaling across key tiles (≤ 512, evened out) is exercised, causal 128-row tiles whose diagonal
+/// splits into 64-row groups (65, 70 and 129 rows: a group of one row, a split below a multiple of
+/// 16, a tile and one row), and a causal problem with 4163 keys.
 const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
     (1, 1, 1, 1, 1, 1),
     (1, 1, 1, 5, 3, 2),
