@@ -6,11 +6,11 @@ use crate::plot::{Axes, Series, line_plot, log_log_slope};
 use crate::records::{self, Record};
 use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::scenario::{Method, Scenario};
+use crate::timing::WARM_UP_SECONDS;
 use indicatif::ProgressBar;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
 
 /// Points below this n are timed but left out of slope fits (fixed costs dominate there).
 pub const SLOPE_MIN_N: usize = 1024;
@@ -123,7 +123,9 @@ pub(crate) fn series_label(method: &Method, causal: bool) -> String {
     format!("{}{}", method.label(), if causal { " causal" } else { "" })
 }
 
-/// Times every series over doubling n until its budget runs out.
+/// Times every series over doubling n until its budget runs out. At each n the series still
+/// within their budgets run interleaved ([`Scenario::time_interleaved`]), so the columns of a row
+/// (one method against another at the same n) saw the same drifts of a shared machine.
 ///
 /// # Errors
 /// The first failing scenario's error, as text.
@@ -132,33 +134,50 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     let gemm = gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS);
     let lengths = plan.lengths();
     let bar = ProgressBar::new((plan.series.len() * lengths.len()) as u64);
-    let mut records = Vec::new();
-    for &(method, causal) in &plan.series {
-        let start = Instant::now();
-        let mut last: Option<f64> = None;
-        for &n in &lengths {
-            bar.inc(1);
-            // Predict this run from the last one (×2 per doubling for linear methods, ×4 else).
-            if let Some(seconds) = last {
-                let growth = if method.is_linear() { 2.0 } else { 4.0 };
-                let predicted = seconds * growth;
-                let spent = start.elapsed().as_secs_f64();
-                if spent + predicted * (plan.repeat + 1) as f64 > plan.budget_s {
-                    break;
+    let mut budgets: Vec<SeriesBudget> = plan
+        .series
+        .iter()
+        .map(|(method, _)| SeriesBudget::new(method.is_linear()))
+        .collect();
+    let mut per_series: Vec<Vec<Record>> = plan.series.iter().map(|_| Vec::new()).collect();
+    for &n in &lengths {
+        bar.inc(plan.series.len() as u64);
+        let active: Vec<usize> = (0..plan.series.len())
+            .filter(|&i| budgets[i].admits_next(plan.repeat, plan.budget_s))
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let scenarios: Vec<Scenario> = active
+            .iter()
+            .map(|&i| {
+                let (method, causal) = plan.series[i];
+                Scenario {
+                    method,
+                    causal,
+                    n,
+                    d: plan.d,
+                    batch_heads: plan.batch_heads,
+                    threads: plan.threads,
+                    block: plan.block,
                 }
-            }
-            let scenario = Scenario {
-                method,
-                causal,
-                n,
-                d: plan.d,
-                batch_heads: plan.batch_heads,
-                threads: plan.threads,
-                block: plan.block,
-            };
-            let record = measure(scenario, plan.repeat, gemm, &format!("n = {n}"))?;
-            last = Some(record.timing.median);
-            records.push(record);
+            })
+            .collect();
+        let timings = Scenario::time_interleaved(&scenarios, plan.repeat).map_err(|e| {
+            let labels: Vec<String> = scenarios
+                .iter()
+                .map(|s| series_label(&s.method, s.causal))
+                .collect();
+            format!("{} at n = {n}: {e}", labels.join(", "))
+        })?;
+        for ((&i, scenario), timing) in active.iter().zip(scenarios).zip(timings) {
+            budgets[i].spend(timing.median, plan.repeat);
+            per_series[i].push(Record {
+                scenario,
+                timing,
+                gflop: scenario.flops() / 1e9,
+                gemm_gflops: gemm,
+            });
         }
     }
     bar.finish_and_clear();
@@ -167,7 +186,8 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
         gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS),
     )];
     Ok(Sweep {
-        records,
+        // Series by series, each by n, as the tables and files list them.
+        records: per_series.into_iter().flatten().collect(),
         machine: MachineInfo::collect(plan.threads),
         conditions: Conditions {
             load_before,
@@ -177,26 +197,46 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     })
 }
 
-/// Times one scenario into a record against the GEMM rate of its thread count; errors name the
-/// series and `point`.
-fn measure(
-    scenario: Scenario,
-    repeat: usize,
-    gemm_gflops: f64,
-    point: &str,
-) -> Result<Record, String> {
-    let timing = scenario.time(repeat).map_err(|e| {
-        format!(
-            "{} {point}: {e}",
-            series_label(&scenario.method, scenario.causal)
-        )
-    })?;
-    Ok(Record {
-        scenario,
-        timing,
-        gflop: scenario.flops() / 1e9,
-        gemm_gflops,
-    })
+/// What one series of a scaling sweep has spent of its time budget, counted from its own runs (a
+/// warm-up of at least [`WARM_UP_SECONDS`] and the timed runs at each n), since interleaved series
+/// share the clock.
+#[derive(Clone, Copy, Debug)]
+struct SeriesBudget {
+    spent: f64,
+    last_median: Option<f64>,
+    /// Time per doubling of n: ×2 for linear methods, ×4 for quadratic ones.
+    growth: f64,
+    stopped: bool,
+}
+
+impl SeriesBudget {
+    fn new(linear: bool) -> Self {
+        SeriesBudget {
+            spent: 0.0,
+            last_median: None,
+            growth: if linear { 2.0 } else { 4.0 },
+            stopped: false,
+        }
+    }
+
+    /// Whether the next n still fits `budget_s`: its run, predicted from the last median, counted
+    /// `repeat + 1` times (the timed runs and about one of warm-up). Once it does not, the series
+    /// stops for good.
+    fn admits_next(&mut self, repeat: usize, budget_s: f64) -> bool {
+        if let Some(median) = self.last_median {
+            let predicted = median * self.growth;
+            if self.spent + predicted * (repeat + 1) as f64 > budget_s {
+                self.stopped = true;
+            }
+        }
+        !self.stopped
+    }
+
+    /// Counts one n's warm-up and `repeat` timed runs of `median` seconds.
+    fn spend(&mut self, median: f64, repeat: usize) {
+        self.spent += median.max(WARM_UP_SECONDS) + median * repeat.max(1) as f64;
+        self.last_median = Some(median);
+    }
 }
 
 /// The distinct values of `key` over the records, ascending.
@@ -582,5 +622,31 @@ mod tests {
             budget_s: 1.0,
         };
         assert_eq!(plan.lengths(), vec![256, 512, 1024, 2048]);
+    }
+
+    #[test]
+    fn a_series_stops_once_its_next_point_would_overrun_its_budget() {
+        let (repeat, budget) = (1, 10.0);
+        let mut quadratic = SeriesBudget::new(false);
+        let mut linear = SeriesBudget::new(true);
+        // The first point is always admitted; a fast run still counts a whole warm-up.
+        assert!(quadratic.admits_next(repeat, budget) && linear.admits_next(repeat, budget));
+        linear.spend(0.01, 3);
+        assert!((linear.spent - (WARM_UP_SECONDS + 0.03)).abs() < 1e-12);
+        // 1 s runs after 2 s spent (warm-up 1 s + one run): the next n predicts 4 s (quadratic)
+        // or 2 s (linear), counted twice (warm-up and the run).
+        for b in [&mut quadratic, &mut linear] {
+            b.spent = 0.0;
+            b.spend(1.0, repeat);
+            assert_eq!(b.spent, 2.0);
+        }
+        assert!(quadratic.admits_next(repeat, budget)); // 2 + 8 = 10: within
+        quadratic.spend(1.0, repeat); // spent 4
+        assert!(!quadratic.admits_next(repeat, budget)); // 4 + 8 > 10
+        // Once stopped, a series stays stopped, even when a shorter run would fit.
+        quadratic.last_median = Some(0.001);
+        assert!(!quadratic.admits_next(repeat, budget));
+        linear.spend(1.0, repeat); // spent 4
+        assert!(linear.admits_next(repeat, budget)); // 4 + 4 ≤ 10
     }
 }
