@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import _polyattn
-from ._polyattn import FeatureMap, memory_budget, set_memory_budget
+from ._polyattn import FeatureMap, memory_budget, set_memory_budget, warm_up
 
 __version__: str = _polyattn.__version__
 
@@ -45,6 +45,7 @@ __all__ = [
     "KvCache",
     "memory_budget",
     "set_memory_budget",
+    "warm_up",
 ]
 
 

@@ -25,6 +25,7 @@ fn _polyattn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gradients::linear_attention_backward, m)?)?;
     m.add_function(wrap_pyfunction!(options::set_memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(options::memory_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(options::warm_up, m)?)?;
     m.add_class::<maps::PyFeatureMap>()?;
     m.add_class::<decoding::PyDecodingState>()?;
     m.add_class::<kv_cache::PyKvCache>()?;

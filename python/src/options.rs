@@ -1,4 +1,5 @@
-//! The keyword arguments shared by the functions, parsed once, with the CLI's names and rules.
+//! The keyword arguments shared by the functions, parsed once, with the CLI's names and rules, and
+//! the process-wide settings (memory budget, warm-up).
 
 use crate::errors::{to_py, value_error};
 use poly_core::{Mask, Normalization, Threads};
@@ -58,4 +59,16 @@ pub fn set_memory_budget(bytes: Option<u64>) -> PyResult<()> {
 #[pyfunction]
 pub fn memory_budget() -> u64 {
     poly_core::memory_budget()
+}
+
+/// Starts the pool of `threads` (`None`: the global pool) and pays on each of its workers what a
+/// process's first attention call would otherwise pay: faer's one-time set-up (it reads the cache
+/// sizes), GEMMs of the engine's tile shapes and the worker's score tile. For a server or a model
+/// to call once at start-up, so that its first request runs at the steady-state speed; results
+/// never depend on it. Raises `ValueError` for a thread count of 0 or beyond the machine's cap.
+#[pyfunction]
+#[pyo3(signature = (*, threads=None))]
+pub fn warm_up(py: Python<'_>, threads: Option<usize>) -> PyResult<()> {
+    let pool = self::threads(threads)?;
+    py.detach(|| poly_core::warm_up(pool)).map_err(to_py)
 }

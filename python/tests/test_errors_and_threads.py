@@ -71,6 +71,8 @@ def nan_at(x, index):
     (lambda: polyattn.DecodingState(PHI, 3, dtype="float64").step(arr(4), arr(4), arr(2)),
      "[rows, 3]"),
     (lambda: polyattn.set_memory_budget(0), "max-memory"),
+    (lambda: polyattn.warm_up(threads=0), "threads"),
+    (lambda: polyattn.warm_up(threads=1_000_000), "threads"),
 ])
 def test_bad_input_raises_value_error(call, needle):
     with pytest.raises(ValueError) as info:
@@ -94,6 +96,17 @@ def test_sizes_beyond_the_budget_raise_memory_error_before_allocating():
     finally:
         polyattn.set_memory_budget(None)
     assert polyattn.memory_budget() == before
+
+
+def test_warm_up_changes_no_result():
+    q, k, v = (np.random.default_rng(s).standard_normal((2, 200, 16)).astype(np.float32)
+               for s in (1, 2, 3))
+    for kernel in ("poly", "softmax"):
+        before = polyattn.attention(q, k, v, kernel=kernel, causal=True, threads=2)
+        assert polyattn.warm_up() is None
+        assert polyattn.warm_up(threads=2) is None
+        after = polyattn.attention(q, k, v, kernel=kernel, causal=True, threads=2)
+        np.testing.assert_array_equal(after, before)
 
 
 def test_a_failed_decoding_step_leaves_the_state_unchanged():
