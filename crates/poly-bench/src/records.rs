@@ -22,6 +22,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// `scenario` timed at `timing`, with its model FLOPs, against `gemm_gflops`.
+    pub fn new(scenario: Scenario, timing: Timing, gemm_gflops: f64) -> Self {
+        Record {
+            scenario,
+            timing,
+            gflop: scenario.flops() / 1e9,
+            gemm_gflops,
+        }
+    }
+
     /// The model FLOP rate (GFLOP/s).
     pub fn gflops(&self) -> f64 {
         self.gflop / self.timing.median

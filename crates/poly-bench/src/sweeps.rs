@@ -163,21 +163,10 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
                 }
             })
             .collect();
-        let timings = Scenario::time_interleaved(&scenarios, plan.repeat).map_err(|e| {
-            let labels: Vec<String> = scenarios
-                .iter()
-                .map(|s| series_label(&s.method, s.causal))
-                .collect();
-            format!("{} at n = {n}: {e}", labels.join(", "))
-        })?;
-        for ((&i, scenario), timing) in active.iter().zip(scenarios).zip(timings) {
-            budgets[i].spend(timing.median, plan.repeat);
-            per_series[i].push(Record {
-                scenario,
-                timing,
-                gflop: scenario.flops() / 1e9,
-                gemm_gflops: gemm,
-            });
+        let records = time_records(scenarios, plan.repeat, &format!("at n = {n}"), |_| gemm)?;
+        for (&i, record) in active.iter().zip(records) {
+            budgets[i].spend(record.timing.median, plan.repeat);
+            per_series[i].push(record);
         }
     }
     bar.finish_and_clear();
@@ -197,6 +186,29 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     })
 }
 
+/// Times `scenarios` interleaved ([`Scenario::time_interleaved`]) into records, each against the
+/// GEMM rate `gemm_gflops` gives for it; an error names the series timed and `point`.
+fn time_records(
+    scenarios: Vec<Scenario>,
+    repeat: usize,
+    point: &str,
+    gemm_gflops: impl Fn(&Scenario) -> f64,
+) -> Result<Vec<Record>, String> {
+    let timings = Scenario::time_interleaved(&scenarios, repeat).map_err(|e| {
+        let mut labels: Vec<String> = scenarios
+            .iter()
+            .map(|s| series_label(&s.method, s.causal))
+            .collect();
+        labels.dedup();
+        format!("{} {point}: {e}", labels.join(", "))
+    })?;
+    Ok(scenarios
+        .into_iter()
+        .zip(timings)
+        .map(|(s, t)| Record::new(s, t, gemm_gflops(&s)))
+        .collect())
+}
+
 /// What one series of a scaling sweep has spent of its time budget, counted from its own runs (a
 /// warm-up of at least [`WARM_UP_SECONDS`] and the timed runs at each n), since interleaved series
 /// share the clock.
@@ -206,7 +218,6 @@ struct SeriesBudget {
     last_median: Option<f64>,
     /// Time per doubling of n: ×2 for linear methods, ×4 for quadratic ones.
     growth: f64,
-    stopped: bool,
 }
 
 impl SeriesBudget {
@@ -215,21 +226,16 @@ impl SeriesBudget {
             spent: 0.0,
             last_median: None,
             growth: if linear { 2.0 } else { 4.0 },
-            stopped: false,
         }
     }
 
     /// Whether the next n still fits `budget_s`: its run, predicted from the last median, counted
-    /// `repeat + 1` times (the timed runs and about one of warm-up). Once it does not, the series
-    /// stops for good.
-    fn admits_next(&mut self, repeat: usize, budget_s: f64) -> bool {
-        if let Some(median) = self.last_median {
-            let predicted = median * self.growth;
-            if self.spent + predicted * (repeat + 1) as f64 > budget_s {
-                self.stopped = true;
-            }
-        }
-        !self.stopped
+    /// `repeat + 1` times (the timed runs and about one of warm-up). A series refused once is not
+    /// timed again, so nothing it spent changes and it stays refused.
+    fn admits_next(&self, repeat: usize, budget_s: f64) -> bool {
+        self.last_median.is_none_or(|median| {
+            self.spent + median * self.growth * (repeat + 1) as f64 <= budget_s
+        })
     }
 
     /// Counts one n's warm-up and `repeat` timed runs of `median` seconds.
@@ -407,17 +413,12 @@ pub fn threads(
                 block: 256,
             })
             .collect();
-        let timings = Scenario::time_interleaved(&scenarios, repeat)
-            .map_err(|e| format!("{}: {e}", series_label(&method, causal)))?;
-        for ((scenario, timing), &gemm_gflops) in scenarios.into_iter().zip(timings).zip(&gemm) {
-            bar.inc(1);
-            records.push(Record {
-                scenario,
-                timing,
-                gflop: scenario.flops() / 1e9,
-                gemm_gflops,
-            });
-        }
+        let point = format!("at 1 … {max_threads} threads");
+        // `counts` are 1 ..= max_threads, so a thread count's GEMM rate sits at `threads − 1`.
+        records.extend(time_records(scenarios, repeat, &point, |s| {
+            gemm[s.threads - 1]
+        })?);
+        bar.inc(counts.len() as u64);
     }
     bar.finish_and_clear();
     let gemm_after = counts
@@ -643,8 +644,7 @@ mod tests {
         assert!(quadratic.admits_next(repeat, budget)); // 2 + 8 = 10: within
         quadratic.spend(1.0, repeat); // spent 4
         assert!(!quadratic.admits_next(repeat, budget)); // 4 + 8 > 10
-        // Once stopped, a series stays stopped, even when a shorter run would fit.
-        quadratic.last_median = Some(0.001);
+        // A refused series spends nothing more, so asking again gives the same answer.
         assert!(!quadratic.admits_next(repeat, budget));
         linear.spend(1.0, repeat); // spent 4
         assert!(linear.admits_next(repeat, budget)); // 4 + 4 ≤ 10

@@ -295,17 +295,16 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
     let contexts: &[usize] = if quick { &[32768] } else { &[32768, 262144] };
     for &context in contexts {
         // 1 and `threads` threads interleaved (burst by burst): their ratio is the study's figure.
-        let thread_counts: Vec<usize> = [1, threads.max(1)]
+        let mut thread_counts: Vec<usize> = [1, threads.max(1)]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         let decode = DecodeCall::new(poly4, context)?;
-        let mut counts = thread_counts.clone();
         // A timed run is a burst of DECODE_BURST steps, as a generating model takes them back
         // to back: alone, a step would also time waking the other pool's sleeping workers.
         let bursts = if quick { 4 } else { 12 };
-        let timings = time_each(&mut counts, bursts, |&mut t| {
+        let timings = time_each(&mut thread_counts, bursts, |&mut t| {
             (0..DECODE_BURST).try_for_each(|_| decode.call(t))
         })?;
         for (&t, burst) in thread_counts.iter().zip(timings) {

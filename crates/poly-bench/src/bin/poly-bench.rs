@@ -166,12 +166,7 @@ fn run(command: Command) -> Result<(), String> {
             if gemm {
                 eprintln!("faer GEMM {before:.0} → {after:.0} GFLOP/s around the runs");
             }
-            let record = Record {
-                timing,
-                gflop: scenario.flops() / 1e9,
-                gemm_gflops: 0.5 * (before + after),
-                scenario,
-            };
+            let record = Record::new(scenario, timing, 0.5 * (before + after));
             println!("{}", record.row().json_line());
             Ok(())
         }
