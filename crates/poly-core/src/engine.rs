@@ -41,8 +41,9 @@ pub const QUERY_TILE: usize = 64;
 /// through the cache then serves twice the rows, and the tile's GEMMs run closer to the GEMM rate
 /// (measured: 3–7% faster at n = 1024 … 4096, `poly-bench time`). On a causal diagonal the tile
 /// splits into groups of [`QUERY_TILE`] rows, each going only as far as its own last row sees, so
-/// the tall tile costs no more masked scores than a short one (measured against short tiles, causal,
-/// batch × heads = 8, 2 threads, interleaved, by minima: −7% time at n = 1024, −3% at 2048).
+/// the tall tile costs no more masked scores than a short one (against short tiles, causal,
+/// batch × heads = 8, 2 threads, binaries alternated with `poly-bench time`, three rounds by
+/// minima: β = 4 at n = 2048 5% faster, softmax 1%; n = 1024 within the VM's noise).
 pub const WIDE_QUERY_TILE: usize = 128;
 /// Keys per tile.
 pub const KEY_TILE: usize = 512;
