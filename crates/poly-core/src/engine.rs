@@ -24,7 +24,7 @@ use crate::normalize::{RowTotals, finalize_row};
 use crate::online::TileStats;
 use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
-use crate::validate::{Dims, check_inputs};
+use crate::validate::{Dims, check_shapes, check_values, first_non_finite_parallel};
 use rayon::prelude::*;
 use std::any::Any;
 use std::borrow::Cow;
@@ -161,7 +161,7 @@ pub(crate) fn attention_generic<T: Element>(
     cfg: &AttentionConfig,
     layout: Layout<'_>,
 ) -> Result<Tensor<T>> {
-    let dims = check_inputs(&q, &k, &v, cfg)?;
+    let dims = check_shapes(&q, &k, &v, cfg)?;
     layout.check(&dims)?;
     crate::resources::check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
     let mut out = Tensor::zeros(dims.output_shape())?;
@@ -178,7 +178,7 @@ pub(crate) fn attention_into_generic<T: Element>(
     layout: Layout<'_>,
     out: &mut [T],
 ) -> Result<()> {
-    let dims = check_inputs(&q, &k, &v, cfg)?;
+    let dims = check_shapes(&q, &k, &v, cfg)?;
     layout.check(&dims)?;
     let expected = dims.output_shape().iter().product::<usize>();
     if out.len() != expected {
@@ -188,11 +188,11 @@ pub(crate) fn attention_into_generic<T: Element>(
             found: out.len(),
         });
     }
-    // The tile loop accumulates into the output rows.
-    out.fill(T::ZERO);
     attend_checked(q, k, v, cfg, layout, dims, out)
 }
 
+/// The engine for inputs whose shapes [`check_shapes`] accepted as `dims`: their values are
+/// checked on the configured threads, which then compute.
 fn attend_checked<T: Element>(
     q: TensorRef<'_, T>,
     k: TensorRef<'_, T>,
@@ -208,6 +208,7 @@ fn attend_checked<T: Element>(
         layout,
     };
     run_with_threads(cfg.threads, || {
+        check_values(&q, &k, &v, cfg, &dims, first_non_finite_parallel)?;
         attend_validated(q, k, v, cfg, visibility, dims, out, None)
     })?
 }
@@ -342,6 +343,9 @@ impl<T: Element> Scratch<T> {
     }
 }
 
+/// The engine on the current rayon pool, for inputs already checked as `dims`. Every element of
+/// `out` is overwritten: each task zeroes its own rows before accumulating into them, so the
+/// zeroing is shared among the threads and leaves the rows in the cache that uses them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend_validated<T: Element>(
     q: TensorRef<'_, T>,
@@ -449,6 +453,8 @@ impl<T: Element> HeadJob<'_, T> {
         let (cfg, dims) = (self.cfg, self.dims);
         let Dims { d, d_v, .. } = *dims;
         let rows = out.len() / d_v;
+        // The key tiles accumulate into the output rows.
+        out.fill(T::ZERO);
         let q_tile = &self.q[first_row * d..(first_row + rows) * d];
         let initial_max = match cfg.kernel {
             Kernel::Polynomial { .. } => T::ZERO,

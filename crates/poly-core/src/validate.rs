@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::{Error, Result, RowPosition, TensorName};
 use crate::kernels::first_non_finite;
 use crate::tensor::{TensorRef, axis_name};
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// The dimensions of one attention problem, after validation.
@@ -122,6 +123,19 @@ pub fn check_inputs<T: Element>(
     v: &TensorRef<'_, T>,
     cfg: &AttentionConfig,
 ) -> Result<Dims> {
+    let dims = check_shapes(q, k, v, cfg)?;
+    check_values(q, k, v, cfg, &dims, first_non_finite)?;
+    Ok(dims)
+}
+
+/// The checks of [`check_inputs`] that read no tensor element (the configuration and the
+/// shapes), so the engines can run the value scan on their own threads.
+pub(crate) fn check_shapes<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+) -> Result<Dims> {
     cfg.validate()?;
     let tensors = [
         (TensorName::Query, q),
@@ -147,9 +161,34 @@ pub fn check_inputs<T: Element>(
     check_axis(TensorName::Value, v.shape(), 0, batch)?;
     check_axis(TensorName::Value, v.shape(), 1, kv_heads)?;
     check_axis(TensorName::Value, v.shape(), 2, n_k)?;
-    let d_v = v.shape()[3];
-    for (name, t) in tensors {
-        if let Some(flat) = first_non_finite(t.as_slice()) {
+    Ok(Dims {
+        batch,
+        heads,
+        kv_heads,
+        n_q,
+        n_k,
+        d,
+        d_v: v.shape()[3],
+    })
+}
+
+/// The rest of [`check_inputs`], for shapes [`check_shapes`] accepted as `dims`: the first
+/// non-finite value (tensors in q, k, v order; `find` gives the lowest index in one), then rows
+/// that see no key under `Sum`.
+pub(crate) fn check_values<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    dims: &Dims,
+    find: impl Fn(&[T]) -> Option<usize>,
+) -> Result<()> {
+    for (name, t) in [
+        (TensorName::Query, q),
+        (TensorName::Key, k),
+        (TensorName::Value, v),
+    ] {
+        if let Some(flat) = find(t.as_slice()) {
             return Err(Error::NonFinite {
                 tensor: name,
                 index: t.unravel(flat),
@@ -157,15 +196,6 @@ pub fn check_inputs<T: Element>(
             });
         }
     }
-    let dims = Dims {
-        batch,
-        heads,
-        kv_heads,
-        n_q,
-        n_k,
-        d,
-        d_v,
-    };
     // Visible ranges only grow from row to row: if any row sees nothing, row 0 does.
     if cfg.normalization == Normalization::Sum && dims.key_range(cfg.mask, cfg.window, 0).is_empty()
     {
@@ -177,5 +207,16 @@ pub fn check_inputs<T: Element>(
             },
         });
     }
-    Ok(dims)
+    Ok(())
+}
+
+/// [`first_non_finite`] shared among the current rayon pool's threads, in blocks: the same
+/// answer (the lowest index). The engines scan inside their pool, so a second thread, often
+/// asleep when a call starts, is woken by the scan instead of after it.
+pub(crate) fn first_non_finite_parallel<T: Element>(data: &[T]) -> Option<usize> {
+    // 256 KiB of f32: few enough blocks that small tensors are scanned in one.
+    const BLOCK: usize = 1 << 16;
+    data.par_chunks(BLOCK)
+        .enumerate()
+        .find_map_first(|(b, block)| first_non_finite(block).map(|i| b * BLOCK + i))
 }

@@ -2,9 +2,10 @@
 
 use crate::common::{Data, random_tensor, rng};
 use poly_core::{
-    AttentionConfig, Error, Mask, Normalization, Tensor, TensorName, TensorRef, attention,
-    reference_attention,
+    AttentionConfig, Error, Mask, Normalization, Tensor, TensorName, TensorRef, Threads, attention,
+    attention_forward, attention_into, reference_attention,
 };
+use std::num::NonZeroUsize;
 
 fn qkv(shapes: [[usize; 4]; 3]) -> [Tensor<f32>; 3] {
     let mut r = rng(31);
@@ -135,6 +136,44 @@ fn non_finite_inputs_name_the_tensor_and_first_index() {
             ..
         } => {}
         other => panic!("{other}"),
+    }
+}
+
+/// The engines scan for non-finite values in blocks on their threads; the error must still be
+/// the first tensor's first bad index, whichever block a thread reaches first.
+#[test]
+fn non_finite_values_in_several_blocks_report_the_first_at_every_thread_count() {
+    // 2 · 1100 · 64 = 140 800 elements per tensor: three of the scan's 65 536-element blocks.
+    let shape = [1, 2, 1100, 64];
+    let mut t = qkv([shape; 3]);
+    let mut k = t[1].as_slice().to_vec();
+    k[70_000] = f32::NAN; // block 1: [0, 0, 1093, 48]
+    k[140_000] = f32::INFINITY; // block 2, later
+    t[1] = Tensor::from_vec(shape, k).unwrap();
+    let mut v = t[2].as_slice().to_vec();
+    v[3] = f32::NAN; // an earlier index, but in a later tensor
+    t[2] = Tensor::from_vec(shape, v).unwrap();
+    let expected = [0, 0, 70_000 / 64, 70_000 % 64];
+    for threads in [1, 2, 3] {
+        let cfg = AttentionConfig::softmax()
+            .with_mask(Mask::Causal)
+            .with_threads(Threads::Exact(NonZeroUsize::new(threads).unwrap()));
+        let mut out = vec![0.0f32; t[0].as_slice().len()];
+        let errors = [
+            run(&t, &cfg),
+            attention_into(t[0].view(), t[1].view(), t[2].view(), &cfg, &mut out).unwrap_err(),
+            attention_forward(t[0].view(), t[1].view(), t[2].view(), &cfg).unwrap_err(),
+        ];
+        for err in errors {
+            match err {
+                Error::NonFinite {
+                    tensor: TensorName::Key,
+                    index,
+                    value,
+                } if index == expected && value.is_nan() => {}
+                other => panic!("{threads} threads: {other}"),
+            }
+        }
     }
 }
 
