@@ -23,7 +23,7 @@ use crate::layernorm::{layernorm_backward, layernorm_rows};
 use crate::resources::check_elements;
 use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Shape, Tensor, TensorRef};
-use crate::validate::{Dims, check_inputs, check_shapes, check_values, first_non_finite_parallel};
+use crate::validate::{Dims, check_inputs, check_shapes, check_values_in_pool};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -147,7 +147,7 @@ fn forward_with_layout<T: Element>(
     let mut stats = vec![RowStat::default(); dims.batch_heads() * dims.n_q];
     let visibility = visibility(cfg, layout.layout());
     run_with_threads(cfg.threads, || {
-        check_values(&q, &k, &v, cfg, &dims, first_non_finite_parallel)?;
+        check_values_in_pool(&q, &k, &v, cfg, &dims)?;
         attend_validated(
             q,
             k,

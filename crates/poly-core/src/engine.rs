@@ -24,7 +24,7 @@ use crate::normalize::{RowTotals, finalize_row};
 use crate::online::TileStats;
 use crate::sequences::{Layout, Sequences, Visibility};
 use crate::tensor::{Tensor, TensorRef};
-use crate::validate::{Dims, check_shapes, check_values, first_non_finite_parallel};
+use crate::validate::{Dims, check_shapes, check_values_in_pool};
 use rayon::prelude::*;
 use std::any::Any;
 use std::borrow::Cow;
@@ -208,7 +208,7 @@ fn attend_checked<T: Element>(
         layout,
     };
     run_with_threads(cfg.threads, || {
-        check_values(&q, &k, &v, cfg, &dims, first_non_finite_parallel)?;
+        check_values_in_pool(&q, &k, &v, cfg, &dims)?;
         attend_validated(q, k, v, cfg, visibility, dims, out, None)
     })?
 }

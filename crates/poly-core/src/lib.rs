@@ -78,7 +78,7 @@ pub use resources::{
 };
 pub use sequences::{Layout, Sequences};
 pub use tensor::{Shape, Tensor, TensorRef, element_count, unravel};
-pub use validate::{Dims, check_inputs};
+pub use validate::{Dims, check_inputs, check_shapes, check_values_in_pool};
 pub use warm_up::warm_up;
 
 /// The SIMD instruction set pulp selects on this machine (`"x86-64-v4 (AVX-512)"`, …), for records.

@@ -129,8 +129,11 @@ pub fn check_inputs<T: Element>(
 }
 
 /// The checks of [`check_inputs`] that read no tensor element (the configuration and the
-/// shapes), so the engines can run the value scan on their own threads.
-pub(crate) fn check_shapes<T: Element>(
+/// shapes): an engine runs them up front and [`check_values_in_pool`] on its own threads.
+///
+/// # Errors
+/// Those of [`check_inputs`] but non-finite values and rows without keys.
+pub fn check_shapes<T: Element>(
     q: &TensorRef<'_, T>,
     k: &TensorRef<'_, T>,
     v: &TensorRef<'_, T>,
@@ -175,7 +178,7 @@ pub(crate) fn check_shapes<T: Element>(
 /// The rest of [`check_inputs`], for shapes [`check_shapes`] accepted as `dims`: the first
 /// non-finite value (tensors in q, k, v order; `find` gives the lowest index in one), then rows
 /// that see no key under `Sum`.
-pub(crate) fn check_values<T: Element>(
+fn check_values<T: Element>(
     q: &TensorRef<'_, T>,
     k: &TensorRef<'_, T>,
     v: &TensorRef<'_, T>,
@@ -210,10 +213,25 @@ pub(crate) fn check_values<T: Element>(
     Ok(())
 }
 
-/// [`first_non_finite`] shared among the current rayon pool's threads, in blocks: the same
-/// answer (the lowest index). The engines scan inside their pool, so a second thread, often
-/// asleep when a call starts, is woken by the scan instead of after it.
-pub(crate) fn first_non_finite_parallel<T: Element>(data: &[T]) -> Option<usize> {
+/// The rest of [`check_inputs`] for inputs [`check_shapes`] accepted as `dims`, the scan shared
+/// among the current rayon pool's threads in blocks (the same error: the first bad index of the
+/// first tensor holding one). Engines call it inside their pool, so the scan is not a serial
+/// prologue and a worker asleep when the call starts is woken by it rather than after it.
+///
+/// # Errors
+/// The first non-finite value (q, k, v in that order), then a row without keys under `Sum`.
+pub fn check_values_in_pool<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    cfg: &AttentionConfig,
+    dims: &Dims,
+) -> Result<()> {
+    check_values(q, k, v, cfg, dims, first_non_finite_parallel)
+}
+
+/// [`first_non_finite`] over blocks on the current pool's threads: the lowest index still wins.
+fn first_non_finite_parallel<T: Element>(data: &[T]) -> Option<usize> {
     // 256 KiB of f32: few enough blocks that small tensors are scanned in one.
     const BLOCK: usize = 1 << 16;
     data.par_chunks(BLOCK)

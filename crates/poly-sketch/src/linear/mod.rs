@@ -26,7 +26,7 @@ pub use shard::{ShardInputs, ShardPlan, ShardTotals, scan_chunks, state_len};
 use crate::feature_map::FeatureMap;
 use poly_core::{
     AttentionConfig, Dims, Element, Error, Mask, Normalization, Result, RowPosition, Tensor,
-    TensorRef, Threads, check_elements, check_inputs, run_with_threads,
+    TensorRef, Threads, check_elements, check_inputs, check_values_in_pool, run_with_threads,
 };
 
 /// Configuration of [`linear_attention`].
@@ -191,7 +191,7 @@ pub(crate) fn linear_attention_generic<T: Element>(
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
 ) -> Result<Tensor<T>> {
-    let dims = validate(&q, &k, &v, map, cfg)?;
+    let dims = check_shapes(&q, &k, &v, map, cfg)?;
     // A block longer than the sequence is one block covering it: the same result, and no buffer
     // sized by a block the data never fills.
     let cfg = &cfg.with_block(cfg.block.min(dims.n_q.max(dims.n_k)));
@@ -205,9 +205,13 @@ pub(crate) fn linear_attention_generic<T: Element>(
         cfg: *cfg,
     };
     // `validate` admits only these two masks.
-    run_with_threads(cfg.threads, || match cfg.mask {
-        Mask::Causal => scan::block_causal(&problem, out.as_mut_slice()),
-        _ => scan::non_causal(&problem, out.as_mut_slice()),
+    // The value scan runs on the call's threads, like the exact engine's.
+    run_with_threads(cfg.threads, || {
+        check_values_in_pool(&q, &k, &v, &exact_view(cfg), &dims)?;
+        match cfg.mask {
+            Mask::Causal => scan::block_causal(&problem, out.as_mut_slice()),
+            _ => scan::non_causal(&problem, out.as_mut_slice()),
+        }
     })??;
     Ok(out)
 }
@@ -220,6 +224,8 @@ fn invalid(name: &'static str, value: String, expected: &'static str) -> Error {
     }
 }
 
+/// Every check of a call's inputs: [`check_shapes`], then the values as the exact engine checks
+/// them, on the calling thread (for callers outside a pool).
 fn validate<T: Element>(
     q: &TensorRef<'_, T>,
     k: &TensorRef<'_, T>,
@@ -227,12 +233,30 @@ fn validate<T: Element>(
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
 ) -> Result<Dims> {
-    // The exact engine's checks cover shapes, finiteness and the parameters shared with it.
+    check_inputs(q, k, v, &exact_view(cfg))?;
+    check_shapes(q, k, v, map, cfg)
+}
+
+/// The configuration under which the exact engine's checks cover this call's shapes, values and
+/// the parameters it shares with the exact engine.
+fn exact_view(cfg: &LinearAttentionConfig) -> AttentionConfig {
     let mut exact_view = AttentionConfig::polynomial(1)
         .with_mask(cfg.mask)
         .with_normalization(cfg.normalization);
     exact_view.scale = cfg.scale;
-    let dims = check_inputs(q, k, v, &exact_view)?;
+    exact_view
+}
+
+/// The checks that read no tensor element: the exact engine's shape checks, this engine's
+/// parameters, and the buffers against the memory budget.
+fn check_shapes<T: Element>(
+    q: &TensorRef<'_, T>,
+    k: &TensorRef<'_, T>,
+    v: &TensorRef<'_, T>,
+    map: &dyn FeatureMap<T>,
+    cfg: &LinearAttentionConfig,
+) -> Result<Dims> {
+    let dims = poly_core::check_shapes(q, k, v, &exact_view(cfg))?;
     if !matches!(cfg.mask, Mask::None | Mask::Causal) {
         return Err(invalid(
             "mask",

@@ -3,7 +3,9 @@
 //! with exact features; no leaks; bit-identical across thread counts; errors.
 
 use crate::common::{every_map, random};
-use poly_core::{AttentionConfig, Element, Error, Mask, Normalization, Tensor, Threads, attention};
+use poly_core::{
+    AttentionConfig, Element, Error, Mask, Normalization, Tensor, TensorName, Threads, attention,
+};
 use poly_sketch::{
     ExactDegree2, Favor, FeatureMap, LinearAttentionConfig, PolySketch, SketchScale,
     linear_attention,
@@ -445,6 +447,36 @@ fn bad_inputs_are_errors() {
             ..
         })
     ));
+}
+
+/// The value scan runs in blocks on the call's threads; the error is still the first bad index of
+/// the first tensor holding one.
+#[test]
+fn non_finite_inputs_name_the_first_index_at_every_thread_count() {
+    // 2 · 1100 · 64 = 140 800 values per tensor: three of the scan's blocks.
+    let shape = [1, 2, 1100, 64];
+    let (q, mut k, mut v) = (
+        random::<f64>(20, shape),
+        random::<f64>(21, shape),
+        random::<f64>(22, shape),
+    );
+    k.as_mut_slice()[70_000] = f64::NEG_INFINITY;
+    k.as_mut_slice()[140_000] = f64::NAN;
+    v.as_mut_slice()[0] = f64::NAN;
+    let map = ExactDegree2::new(64).unwrap();
+    for threads in [1, 2, 3] {
+        let cfg = LinearAttentionConfig::default()
+            .with_mask(Mask::Causal)
+            .with_threads(Threads::Exact(NonZeroUsize::new(threads).unwrap()));
+        match linear_attention(q.view(), k.view(), v.view(), &map, &cfg) {
+            Err(Error::NonFinite {
+                tensor: TensorName::Key,
+                index: [0, 0, 1093, 48],
+                value,
+            }) if value == f64::NEG_INFINITY => {}
+            other => panic!("{threads} threads: {other:?}"),
+        }
+    }
 }
 
 #[test]
