@@ -1,6 +1,6 @@
 //! Measurement records: one typed row per measurement (`serde` derive), written as CSV (the `csv`
 //! crate) and as JSON with the machine metadata, by [`write_table`] for every table the project
-//! writes (scaling, threads, accuracy, memory) and by [`TimingRow::json_line`] for one-off timings.
+//! writes (scaling, threads, accuracy, memory) and by [`TimeLine::json`] for one-off timings.
 
 use crate::machine::MachineInfo;
 use crate::scenario::Scenario;
@@ -100,10 +100,44 @@ pub struct TimingRow {
     pub percent_of_gemm: f64,
 }
 
-impl TimingRow {
-    /// The row as one line of JSON (what `poly-bench time` prints).
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(self).expect("a timing row serializes")
+/// What `poly-bench time` prints, as one line of JSON: the timing row, its share against the
+/// mean of the GEMM probes' median rates, and the best-of-runs share.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimeLine {
+    /// The scenario, its times and its median share.
+    #[serde(flatten)]
+    pub row: TimingRow,
+    /// The fastest GEMM probe run before or after the cell's runs (GFLOP/s; NaN without probes).
+    pub gemm_gflops_best: f64,
+    /// The cell's fastest run against `gemm_gflops_best`, in percent. A shared host's
+    /// interference only ever slows runs down, so this is the share the two would have had with
+    /// both spared, where the median share moves with how much each was hit.
+    pub percent_of_gemm_best: f64,
+}
+
+impl TimeLine {
+    /// `scenario` timed at `timing`, with the GEMM probe `(before, after)` timings (seconds per
+    /// 2048³ GEMM) when they were taken.
+    pub fn new(scenario: Scenario, timing: Timing, probes: Option<(Timing, Timing)>) -> Self {
+        let rate = |seconds: f64| crate::roofline::gemm_flops(2048) / seconds / 1e9;
+        let (median_rate, best_rate) = match probes {
+            Some((before, after)) => (
+                0.5 * (rate(before.median) + rate(after.median)),
+                rate(before.min.min(after.min)),
+            ),
+            None => (f64::NAN, f64::NAN),
+        };
+        let record = Record::new(scenario, timing, median_rate);
+        TimeLine {
+            percent_of_gemm_best: 100.0 * record.gflop / timing.min / best_rate,
+            gemm_gflops_best: best_rate,
+            row: record.row(),
+        }
+    }
+
+    /// The line.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("a timing line serializes")
     }
 }
 
@@ -209,4 +243,57 @@ pub fn write(
 ) -> Result<(), String> {
     let rows: Vec<TimingRow> = records.iter().map(Record::row).collect();
     write_table(dir, name, &rows, machine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Method;
+    use poly_core::Kernel;
+
+    #[test]
+    fn the_time_line_gives_median_and_best_shares() {
+        let scenario = Scenario {
+            method: Method::Exact(Kernel::Softmax),
+            causal: false,
+            n: 1024,
+            d: 64,
+            batch_heads: 2,
+            threads: 2,
+            block: 256,
+        };
+        let gflop = scenario.flops() / 1e9;
+        let cell = Timing::from_seconds(vec![0.012, 0.010, 0.011]);
+        let gemm = crate::roofline::gemm_flops(2048) / 1e9;
+        // Probe medians of 100 and 50 GFLOP/s; the fastest probe run, 125 GFLOP/s, is after.
+        let before = Timing::from_seconds(vec![gemm / 90.0, gemm / 100.0, gemm / 110.0]);
+        let after = Timing::from_seconds(vec![gemm / 40.0, gemm / 50.0, gemm / 125.0]);
+        let line = TimeLine::new(scenario, cell, Some((before, after)));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
+        assert!(
+            close(line.row.gemm_gflops, 75.0),
+            "{}",
+            line.row.gemm_gflops
+        );
+        assert!(close(
+            line.row.percent_of_gemm,
+            100.0 * gflop / 0.011 / 75.0
+        ));
+        assert!(close(line.gemm_gflops_best, 125.0));
+        assert!(close(
+            line.percent_of_gemm_best,
+            100.0 * gflop / 0.010 / 125.0
+        ));
+        let json: serde_json::Value = serde_json::from_str(&line.json()).unwrap();
+        assert_eq!(json["n"], 1024);
+        assert!(close(
+            json["percent_of_gemm_best"].as_f64().unwrap(),
+            line.percent_of_gemm_best
+        ));
+        // Without probes both shares are unknown (NaN, null in JSON), never a made-up figure.
+        let bare = TimeLine::new(scenario, cell, None);
+        assert!(bare.row.percent_of_gemm.is_nan() && bare.percent_of_gemm_best.is_nan());
+        let json: serde_json::Value = serde_json::from_str(&bare.json()).unwrap();
+        assert!(json["percent_of_gemm_best"].is_null());
+    }
 }

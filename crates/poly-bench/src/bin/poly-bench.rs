@@ -5,10 +5,12 @@
 use clap::{Parser, Subcommand};
 use poly_bench::accuracy::{self, AccuracyPlan};
 use poly_bench::methods::MethodName;
-use poly_bench::records::Record;
+use poly_bench::records::TimeLine;
 use poly_bench::report;
+use poly_bench::roofline::gemm_flops;
 use poly_bench::scenario::{Method, Scenario};
 use poly_bench::sweeps::{self, ScalingPlan};
+use poly_bench::timing::Timing;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -43,8 +45,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
         /// Also measure faer's f32 GEMM rate (2048³) on the same threads before and after the
-        /// runs: `percent_of_gemm` is against their mean (off by default: `xtask profile` runs
-        /// this under valgrind).
+        /// runs: `percent_of_gemm` is the median run against the mean of the two probes' median
+        /// rates, `percent_of_gemm_best` the fastest run against the fastest probe run (off by
+        /// default: `xtask profile` runs this under valgrind).
         #[arg(long)]
         gemm: bool,
     },
@@ -154,20 +157,27 @@ fn run(command: Command) -> Result<(), String> {
                 block,
             };
             let probe = || {
-                poly_bench::roofline::gemm_rate_gflops(
-                    2048,
-                    threads,
-                    poly_bench::roofline::GEMM_PROBE_RUNS,
-                )
+                gemm.then(|| {
+                    poly_bench::roofline::gemm_probe(
+                        2048,
+                        threads,
+                        poly_bench::roofline::GEMM_PROBE_RUNS,
+                    )
+                })
             };
-            let before = if gemm { probe() } else { f64::NAN };
+            let before = probe();
             let timing = scenario.time(repeat).map_err(|e| e.to_string())?;
-            let after = if gemm { probe() } else { f64::NAN };
-            if gemm {
-                eprintln!("faer GEMM {before:.0} → {after:.0} GFLOP/s around the runs");
+            let after = probe();
+            let line = TimeLine::new(scenario, timing, before.zip(after));
+            if let Some((before, after)) = before.zip(after) {
+                let rate = |t: Timing| gemm_flops(2048) / t.median / 1e9;
+                eprintln!(
+                    "faer GEMM {:.0} → {:.0} GFLOP/s around the runs",
+                    rate(before),
+                    rate(after)
+                );
             }
-            let record = Record::new(scenario, timing, 0.5 * (before + after));
-            println!("{}", record.row().json_line());
+            println!("{}", line.json());
             Ok(())
         }
         Command::Scaling {
