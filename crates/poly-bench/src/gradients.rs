@@ -2,7 +2,7 @@
 //! and softmax at batch × heads = 8, d = 64, by the backward FLOP model of docs/math.md §2.5
 //! (`2·(3d + 2d_v)` per visible pair, five GEMM-shaped products) and as backward / forward time.
 
-use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
+use crate::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::timing::time_runs;
 use poly_core::{
     AttentionConfig, DQ_PARTIALS, Dims, Error, Kernel, Mask, Threads, attention_backward,
@@ -60,7 +60,7 @@ pub struct GradientsRun {
 /// # Errors
 /// An engine error.
 pub fn run(threads: usize, ns: &[usize], sketched_ns: &[usize]) -> Result<GradientsRun, Error> {
-    let gemm = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
+    let gemm = gemm_rate_gflops(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS);
     let pool = Threads::Exact(NonZeroUsize::new(threads.max(1)).expect("≥ 1"));
     let mut rows = Vec::new();
     for (name, kernel) in [
@@ -131,7 +131,7 @@ pub fn run(threads: usize, ns: &[usize], sketched_ns: &[usize]) -> Result<Gradie
             backward_s: backward.median,
         });
     }
-    let after = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
+    let after = gemm_rate_gflops(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS);
     Ok(GradientsRun {
         threads,
         gemm_gflops: [gemm, after],

@@ -116,10 +116,10 @@ pub struct TimeLine {
 }
 
 impl TimeLine {
-    /// `scenario` timed at `timing`, with the GEMM probe `(before, after)` timings (seconds per
-    /// 2048³ GEMM) when they were taken.
+    /// `scenario` timed at `timing`, with the GEMM probe's `(before, after)` timings (seconds per
+    /// probe GEMM) when they were taken.
     pub fn new(scenario: Scenario, timing: Timing, probes: Option<(Timing, Timing)>) -> Self {
-        let rate = |seconds: f64| crate::roofline::gemm_flops(2048) / seconds / 1e9;
+        let rate = crate::roofline::probe_rate_gflops;
         let (median_rate, best_rate) = match probes {
             Some((before, after)) => (
                 0.5 * (rate(before.median) + rate(after.median)),
@@ -264,7 +264,7 @@ mod tests {
         };
         let gflop = scenario.flops() / 1e9;
         let cell = Timing::from_seconds(vec![0.012, 0.010, 0.011]);
-        let gemm = crate::roofline::gemm_flops(2048) / 1e9;
+        let gemm = crate::roofline::gemm_flops(crate::roofline::GEMM_PROBE_N) / 1e9;
         // Probe medians of 100 and 50 GFLOP/s; the fastest probe run, 125 GFLOP/s, is after.
         let before = Timing::from_seconds(vec![gemm / 90.0, gemm / 100.0, gemm / 110.0]);
         let after = Timing::from_seconds(vec![gemm / 40.0, gemm / 50.0, gemm / 125.0]);

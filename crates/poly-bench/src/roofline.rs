@@ -17,6 +17,14 @@ pub fn gemm_flops(n: usize) -> f64 {
 /// second, which lowered every share by up to the spread.)
 pub const GEMM_PROBE_RUNS: usize = 5;
 
+/// The GEMM probe's size: `n × n × n` with n = 2048, large enough for faer's full blocking.
+pub const GEMM_PROBE_N: usize = 2048;
+
+/// The rate of one probe run of `seconds` (GFLOP/s).
+pub fn probe_rate_gflops(seconds: f64) -> f64 {
+    gemm_flops(GEMM_PROBE_N) / seconds / 1e9
+}
+
 /// Multiplies two `n × n` f32 matrices with faer on `threads` threads, `repeat` times after one
 /// warm-up, and returns the rate of the median run in GFLOP/s.
 pub fn gemm_rate_gflops(n: usize, threads: usize, repeat: usize) -> f64 {

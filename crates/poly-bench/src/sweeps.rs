@@ -4,7 +4,7 @@
 use crate::machine::MachineInfo;
 use crate::plot::{Axes, Series, line_plot, log_log_slope};
 use crate::records::{self, Record};
-use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
+use crate::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::scenario::{Method, Scenario};
 use crate::timing::WARM_UP_SECONDS;
 use indicatif::ProgressBar;
@@ -134,7 +134,7 @@ pub(crate) fn series_label(method: &Method, causal: bool) -> String {
 /// The first failing scenario's error, as text.
 pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     let load_before = crate::machine::load_average();
-    let gemm = gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS);
+    let gemm = gemm_rate_gflops(GEMM_PROBE_N, plan.threads, GEMM_PROBE_RUNS);
     let lengths = plan.lengths();
     let bar = ProgressBar::new((plan.series.len() * lengths.len()) as u64);
     let mut budgets: Vec<SeriesBudget> = plan
@@ -175,7 +175,7 @@ pub fn scaling(plan: &ScalingPlan) -> Result<Sweep, String> {
     bar.finish_and_clear();
     let gemm_after = vec![(
         plan.threads,
-        gemm_rate_gflops(2048, plan.threads, GEMM_PROBE_RUNS),
+        gemm_rate_gflops(GEMM_PROBE_N, plan.threads, GEMM_PROBE_RUNS),
     )];
     Ok(Sweep {
         // Series by series, each by n, as the tables and files list them.
@@ -398,7 +398,7 @@ pub fn threads(
     let counts: Vec<usize> = (1..=max_threads).collect();
     let gemm: Vec<f64> = counts
         .iter()
-        .map(|&t| gemm_rate_gflops(2048, t, GEMM_PROBE_RUNS))
+        .map(|&t| gemm_rate_gflops(GEMM_PROBE_N, t, GEMM_PROBE_RUNS))
         .collect();
     let bar = ProgressBar::new((series.len() * counts.len()) as u64);
     let mut records = Vec::new();
@@ -426,7 +426,7 @@ pub fn threads(
     bar.finish_and_clear();
     let gemm_after = counts
         .iter()
-        .map(|&t| (t, gemm_rate_gflops(2048, t, GEMM_PROBE_RUNS)))
+        .map(|&t| (t, gemm_rate_gflops(GEMM_PROBE_N, t, GEMM_PROBE_RUNS)))
         .collect();
     Ok(Sweep {
         records,

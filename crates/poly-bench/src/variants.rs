@@ -7,7 +7,7 @@
 //! lengths, the two head groupings, the two thread counts) are timed interleaved, round by round.
 
 use crate::machine::load_average;
-use crate::roofline::{GEMM_PROBE_RUNS, gemm_rate_gflops};
+use crate::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_rate_gflops};
 use crate::timing::{Timing, time_each};
 use poly_core::{
     AttentionConfig, Dims, Error, Kernel, KvCache, Mask, Tensor, Threads, attention,
@@ -224,7 +224,7 @@ impl DecodeCall {
 /// An engine error (none is expected for these shapes).
 pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
     let load_average_before = load_average();
-    let gemm = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
+    let gemm = gemm_rate_gflops(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS);
     let copy_gbs = copy_rate_gbs(threads);
     let mut rows = Vec::new();
     let poly4 = Kernel::Polynomial { degree: 4 };
@@ -333,7 +333,7 @@ pub fn run(threads: usize, quick: bool) -> Result<VariantsRun, Error> {
             rows.push(r);
         }
     }
-    let gemm_after = gemm_rate_gflops(2048, threads, GEMM_PROBE_RUNS);
+    let gemm_after = gemm_rate_gflops(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS);
     Ok(VariantsRun {
         threads,
         load_average_before,

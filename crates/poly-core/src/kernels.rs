@@ -512,8 +512,8 @@ mod tests {
         }
     }
 
-    /// The contract of `simd::exp`: relative error ≤ (2 + |x|)·ε where the result is normal
-    /// (the `|x|·ε` from rounding `x·log2 e`), so absolute error ≤ (2 + 1/e)·ε for weights ≤ 1.
+    /// A row's last, partial register: every element within the bound, and the padded lanes'
+    /// values never in the returned sum.
     #[test]
     fn exp_tails_stay_within_the_bound_and_out_of_the_sum_of_padding() {
         fn check<T: Element>(eps: f64) {
@@ -546,6 +546,8 @@ mod tests {
         check::<f64>(f64::EPSILON);
     }
 
+    /// The contract of `simd::exp`: relative error ≤ (2 + |x|)·ε where the result is normal
+    /// (the `|x|·ε` from rounding `x·log2 e`), so absolute error ≤ (2 + 1/e)·ε for weights ≤ 1.
     #[test]
     fn exp_is_within_its_error_bound_in_f32_and_f64() {
         fn worst<T: Element>(step: f64, count: usize, eps: f64, min_positive: f64) -> (f64, f64) {

@@ -7,10 +7,9 @@ use poly_bench::accuracy::{self, AccuracyPlan};
 use poly_bench::methods::MethodName;
 use poly_bench::records::TimeLine;
 use poly_bench::report;
-use poly_bench::roofline::gemm_flops;
+use poly_bench::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_probe, probe_rate_gflops};
 use poly_bench::scenario::{Method, Scenario};
 use poly_bench::sweeps::{self, ScalingPlan};
-use poly_bench::timing::Timing;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -156,25 +155,16 @@ fn run(command: Command) -> Result<(), String> {
                 threads,
                 block,
             };
-            let probe = || {
-                gemm.then(|| {
-                    poly_bench::roofline::gemm_probe(
-                        2048,
-                        threads,
-                        poly_bench::roofline::GEMM_PROBE_RUNS,
-                    )
-                })
-            };
+            let probe = || gemm.then(|| gemm_probe(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS));
             let before = probe();
             let timing = scenario.time(repeat).map_err(|e| e.to_string())?;
             let after = probe();
             let line = TimeLine::new(scenario, timing, before.zip(after));
             if let Some((before, after)) = before.zip(after) {
-                let rate = |t: Timing| gemm_flops(2048) / t.median / 1e9;
                 eprintln!(
                     "faer GEMM {:.0} → {:.0} GFLOP/s around the runs",
-                    rate(before),
-                    rate(after)
+                    probe_rate_gflops(before.median),
+                    probe_rate_gflops(after.median)
                 );
             }
             println!("{}", line.json());
