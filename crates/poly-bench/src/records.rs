@@ -113,25 +113,56 @@ pub struct TimeLine {
     /// interference only ever slows runs down, so this is the share the two would have had with
     /// both spared, where the median share moves with how much each was hit.
     pub percent_of_gemm_best: f64,
+    /// The probe's median rate before the runs (GFLOP/s; NaN without probes).
+    pub gemm_gflops_before: f64,
+    /// The same after them.
+    pub gemm_gflops_after: f64,
+    /// `/proc/loadavg` (1, 5 and 15 minutes) before the runs.
+    pub load_average_before: String,
+    /// The same after them.
+    pub load_average_after: String,
+    /// Whether the sweeps' rule ([`crate::sweeps::is_noisy`]) marks the cell: the probe drifted
+    /// more than 10%, or an exact kernel passed 100%. `None` without probes.
+    pub noisy: Option<bool>,
+}
+
+/// What was measured around a timed cell: the GEMM probe's `(before, after)` timings (seconds
+/// per probe GEMM) when they were taken, and the load average before and after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Surroundings {
+    /// The GEMM probe before and after the runs.
+    pub probes: Option<(Timing, Timing)>,
+    /// `/proc/loadavg` before the runs.
+    pub load_before: String,
+    /// `/proc/loadavg` after them.
+    pub load_after: String,
 }
 
 impl TimeLine {
-    /// `scenario` timed at `timing`, with the GEMM probe's `(before, after)` timings (seconds per
-    /// probe GEMM) when they were taken.
-    pub fn new(scenario: Scenario, timing: Timing, probes: Option<(Timing, Timing)>) -> Self {
+    /// `scenario` timed at `timing`, in `around`.
+    pub fn new(scenario: Scenario, timing: Timing, around: Surroundings) -> Self {
         let rate = crate::roofline::probe_rate_gflops;
-        let (median_rate, best_rate) = match probes {
+        let (before, after, best) = match around.probes {
             Some((before, after)) => (
-                0.5 * (rate(before.median) + rate(after.median)),
+                rate(before.median),
+                rate(after.median),
                 rate(before.min.min(after.min)),
             ),
-            None => (f64::NAN, f64::NAN),
+            None => (f64::NAN, f64::NAN, f64::NAN),
         };
-        let record = Record::new(scenario, timing, median_rate);
+        let record = Record::new(scenario, timing, 0.5 * (before + after));
+        let noisy = around.probes.map(|_| {
+            crate::sweeps::is_noisy(&scenario.method, before, after, record.percent_of_gemm())
+        });
         TimeLine {
-            percent_of_gemm_best: 100.0 * record.gflop / timing.min / best_rate,
-            gemm_gflops_best: best_rate,
+            percent_of_gemm_best: 100.0 * record.gflop / timing.min / best,
+            gemm_gflops_best: best,
             row: record.row(),
+            gemm_gflops_before: before,
+            gemm_gflops_after: after,
+            load_average_before: around.load_before,
+            load_average_after: around.load_after,
+            noisy,
         }
     }
 
@@ -268,7 +299,12 @@ mod tests {
         // Probe medians of 100 and 50 GFLOP/s; the fastest probe run, 125 GFLOP/s, is after.
         let before = Timing::from_seconds(vec![gemm / 90.0, gemm / 100.0, gemm / 110.0]);
         let after = Timing::from_seconds(vec![gemm / 40.0, gemm / 50.0, gemm / 125.0]);
-        let line = TimeLine::new(scenario, cell, Some((before, after)));
+        let around = |probes| Surroundings {
+            probes,
+            load_before: "0.50 0.40 0.30".into(),
+            load_after: "0.60 0.40 0.30".into(),
+        };
+        let line = TimeLine::new(scenario, cell, around(Some((before, after))));
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
         assert!(
             close(line.row.gemm_gflops, 75.0),
@@ -290,10 +326,16 @@ mod tests {
             json["percent_of_gemm_best"].as_f64().unwrap(),
             line.percent_of_gemm_best
         ));
+        assert_eq!(json["load_average_after"], "0.60 0.40 0.30");
+        // The probe halved its rate (100 → 50 GFLOP/s): the cell is marked; a steady one is not.
+        assert_eq!(json["noisy"], true);
+        let steady = TimeLine::new(scenario, cell, around(Some((before, before))));
+        assert_eq!(steady.noisy, Some(false));
+        assert!(close(steady.gemm_gflops_after, 100.0));
         // Without probes both shares are unknown (NaN, null in JSON), never a made-up figure.
-        let bare = TimeLine::new(scenario, cell, None);
+        let bare = TimeLine::new(scenario, cell, around(None));
         assert!(bare.row.percent_of_gemm.is_nan() && bare.percent_of_gemm_best.is_nan());
         let json: serde_json::Value = serde_json::from_str(&bare.json()).unwrap();
-        assert!(json["percent_of_gemm_best"].is_null());
+        assert!(json["percent_of_gemm_best"].is_null() && json["noisy"].is_null());
     }
 }

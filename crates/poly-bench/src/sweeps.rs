@@ -72,6 +72,14 @@ pub struct Conditions {
 /// The relative change of the GEMM rate within a sweep above which its figures are noisy.
 pub const NOISY_DRIFT: f64 = 0.10;
 
+/// The rule every sweep and `poly-bench time` mark cells by: the GEMM rate moved more than
+/// [`NOISY_DRIFT`] between the probes around the cell, or an exact kernel's share of it passed
+/// 100% (see [`Sweep::is_noisy`] for why a sketched kernel's may).
+pub fn is_noisy(method: &Method, gemm_before: f64, gemm_after: f64, percent_of_gemm: f64) -> bool {
+    (gemm_after / gemm_before - 1.0).abs() > NOISY_DRIFT
+        || (!method.is_linear() && percent_of_gemm > 100.0)
+}
+
 impl Sweep {
     /// Whether a record cannot be trusted: an exact kernel's share of the GEMM rate exceeds
     /// 100%, or the GEMM rate at its thread count drifted more than [`NOISY_DRIFT`] during the
@@ -79,13 +87,18 @@ impl Sweep {
     /// `r²`-feature tensor square (docs/math.md §4), while the engine executes the packed
     /// `r(r+1)/2` (PolySketch at n = 8192 runs at about 125% of the GEMM rate by the model).
     pub fn is_noisy(&self, r: &Record) -> bool {
-        let drifted = self
+        let after = self
             .conditions
             .gemm_after
             .iter()
             .find(|(t, _)| *t == r.scenario.threads)
-            .is_some_and(|(_, after)| (after / r.gemm_gflops - 1.0).abs() > NOISY_DRIFT);
-        drifted || (!r.scenario.method.is_linear() && r.percent_of_gemm() > 100.0)
+            .map_or(r.gemm_gflops, |&(_, after)| after);
+        is_noisy(
+            &r.scenario.method,
+            r.gemm_gflops,
+            after,
+            r.percent_of_gemm(),
+        )
     }
 
     /// One line on the conditions, and the rule noisy cells follow.

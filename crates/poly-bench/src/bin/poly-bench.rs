@@ -4,8 +4,9 @@
 
 use clap::{Parser, Subcommand};
 use poly_bench::accuracy::{self, AccuracyPlan};
+use poly_bench::machine::load_average;
 use poly_bench::methods::MethodName;
-use poly_bench::records::TimeLine;
+use poly_bench::records::{Surroundings, TimeLine};
 use poly_bench::report;
 use poly_bench::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_probe, probe_rate_gflops};
 use poly_bench::scenario::{Method, Scenario};
@@ -156,10 +157,16 @@ fn run(command: Command) -> Result<(), String> {
                 block,
             };
             let probe = || gemm.then(|| gemm_probe(GEMM_PROBE_N, threads, GEMM_PROBE_RUNS));
+            let load_before = load_average();
             let before = probe();
             let timing = scenario.time(repeat).map_err(|e| e.to_string())?;
             let after = probe();
-            let line = TimeLine::new(scenario, timing, before.zip(after));
+            let around = Surroundings {
+                probes: before.zip(after),
+                load_before,
+                load_after: load_average(),
+            };
+            let line = TimeLine::new(scenario, timing, around);
             if let Some((before, after)) = before.zip(after) {
                 eprintln!(
                     "faer GEMM {:.0} → {:.0} GFLOP/s around the runs",
