@@ -34,8 +34,8 @@ struct Forwarded {
 enum Command {
     /// The main job: quick scaling sweep, thread scaling, quick reproduction and the sketch
     /// accuracy study in <target>/polyattn/report/ (report.md + SVGs). `--candle` adds candle's
-    /// CPU attention as peers. Other options: `cargo xtask report --help`. About 90 s of
-    /// measurements on 2 cores once built (91 s measured 2026-12-07).
+    /// CPU attention as peers. Other options: `cargo xtask report --help`. 75–90 s of
+    /// measurements on 2 cores once built (73 s measured 2026-12-08, 91 s 2026-12-07).
     Report(Forwarded),
     /// Time vs n (doubling) for exact β = 4, softmax and sketched PolySketch, causal and not,
     /// with fitted log-log slopes and % of the GEMM rate (`--quick`, `--max-n`, `--budget-s`,
