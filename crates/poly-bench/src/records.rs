@@ -122,7 +122,7 @@ pub struct TimeLine {
     /// The same after them.
     pub load_average_after: String,
     /// Whether the sweeps' rule ([`crate::sweeps::is_noisy`]) marks the cell: the probe drifted
-    /// more than 10%, or an exact kernel passed 100%. `None` without probes.
+    /// more than 10%, or an exact kernel on 2+ threads passed 100%. `None` without probes.
     pub noisy: Option<bool>,
 }
 
@@ -151,9 +151,9 @@ impl TimeLine {
             None => (f64::NAN, f64::NAN, f64::NAN),
         };
         let record = Record::new(scenario, timing, 0.5 * (before + after));
-        let noisy = around.probes.map(|_| {
-            crate::sweeps::is_noisy(&scenario.method, before, after, record.percent_of_gemm())
-        });
+        let noisy = around
+            .probes
+            .map(|_| crate::sweeps::is_noisy(&scenario, before, after, record.percent_of_gemm()));
         TimeLine {
             percent_of_gemm_best: 100.0 * record.gflop / timing.min / best,
             gemm_gflops_best: best,
