@@ -191,7 +191,9 @@ pub(crate) fn linear_attention_generic<T: Element>(
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
 ) -> Result<Tensor<T>> {
-    let dims = check_shapes(&q, &k, &v, map, cfg)?;
+    let exact_view = exact_view(cfg);
+    let dims = poly_core::check_shapes(&q, &k, &v, &exact_view)?;
+    check_parameters(&dims, map, cfg)?;
     // A block longer than the sequence is one block covering it: the same result, and no buffer
     // sized by a block the data never fills.
     let cfg = &cfg.with_block(cfg.block.min(dims.n_q.max(dims.n_k)));
@@ -204,10 +206,10 @@ pub(crate) fn linear_attention_generic<T: Element>(
         map,
         cfg: *cfg,
     };
-    // `validate` admits only these two masks.
     // The value scan runs on the call's threads, like the exact engine's.
     run_with_threads(cfg.threads, || {
-        check_values_in_pool(&q, &k, &v, &exact_view(cfg), &dims)?;
+        check_values_in_pool(&q, &k, &v, &exact_view, &dims)?;
+        // `check_parameters` admits only these two masks.
         match cfg.mask {
             Mask::Causal => scan::block_causal(&problem, out.as_mut_slice()),
             _ => scan::non_causal(&problem, out.as_mut_slice()),
@@ -224,8 +226,8 @@ fn invalid(name: &'static str, value: String, expected: &'static str) -> Error {
     }
 }
 
-/// Every check of a call's inputs: [`check_shapes`], then the values as the exact engine checks
-/// them, on the calling thread (for callers outside a pool).
+/// Every check of a call's inputs on the calling thread (for callers outside a pool): the exact
+/// engine's shape and value checks, then [`check_parameters`].
 fn validate<T: Element>(
     q: &TensorRef<'_, T>,
     k: &TensorRef<'_, T>,
@@ -233,8 +235,9 @@ fn validate<T: Element>(
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
 ) -> Result<Dims> {
-    check_inputs(q, k, v, &exact_view(cfg))?;
-    check_shapes(q, k, v, map, cfg)
+    let dims = check_inputs(q, k, v, &exact_view(cfg))?;
+    check_parameters(&dims, map, cfg)?;
+    Ok(dims)
 }
 
 /// The configuration under which the exact engine's checks cover this call's shapes, values and
@@ -247,16 +250,13 @@ fn exact_view(cfg: &LinearAttentionConfig) -> AttentionConfig {
     exact_view
 }
 
-/// The checks that read no tensor element: the exact engine's shape checks, this engine's
-/// parameters, and the buffers against the memory budget.
-fn check_shapes<T: Element>(
-    q: &TensorRef<'_, T>,
-    k: &TensorRef<'_, T>,
-    v: &TensorRef<'_, T>,
+/// This engine's checks beyond the exact engine's, for inputs of dimensions `dims`: its
+/// parameters against the map and the shapes, and its buffers against the memory budget.
+fn check_parameters<T: Element>(
+    dims: &Dims,
     map: &dyn FeatureMap<T>,
     cfg: &LinearAttentionConfig,
-) -> Result<Dims> {
-    let dims = poly_core::check_shapes(q, k, v, &exact_view(cfg))?;
+) -> Result<()> {
     if !matches!(cfg.mask, Mask::None | Mask::Causal) {
         return Err(invalid(
             "mask",
@@ -325,7 +325,7 @@ fn check_shapes<T: Element>(
         size_of::<T>(),
     )?;
     check_elements("attention output", &dims.output_shape(), size_of::<T>())?;
-    Ok(dims)
+    Ok(())
 }
 
 /// One row's `Σ w v` (`num`) and `Σ w` (`sum`) → its output: the single definition of the
