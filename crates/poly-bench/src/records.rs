@@ -3,6 +3,7 @@
 //! writes (scaling, threads, accuracy, memory) and by [`TimeLine::json`] for one-off timings.
 
 use crate::machine::MachineInfo;
+use crate::roofline::GemmProbe;
 use crate::scenario::Scenario;
 use crate::timing::Timing;
 use serde::Serialize;
@@ -126,12 +127,12 @@ pub struct TimeLine {
     pub noisy: Option<bool>,
 }
 
-/// What was measured around a timed cell: the GEMM probe's `(before, after)` timings (seconds
-/// per probe GEMM) when they were taken, and the load average before and after.
+/// What was measured around a timed cell: the GEMM probes before and after the runs when they
+/// were taken, and the load average before and after.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Surroundings {
     /// The GEMM probe before and after the runs.
-    pub probes: Option<(Timing, Timing)>,
+    pub probes: Option<(GemmProbe, GemmProbe)>,
     /// `/proc/loadavg` before the runs.
     pub load_before: String,
     /// `/proc/loadavg` after them.
@@ -141,12 +142,11 @@ pub struct Surroundings {
 impl TimeLine {
     /// `scenario` timed at `timing`, in `around`.
     pub fn new(scenario: Scenario, timing: Timing, around: Surroundings) -> Self {
-        let rate = crate::roofline::probe_rate_gflops;
         let (before, after, best) = match around.probes {
             Some((before, after)) => (
-                rate(before.median),
-                rate(after.median),
-                rate(before.min.min(after.min)),
+                before.median_gflops(),
+                after.median_gflops(),
+                before.best_gflops().max(after.best_gflops()),
             ),
             None => (f64::NAN, f64::NAN, f64::NAN),
         };
@@ -295,10 +295,15 @@ mod tests {
         };
         let gflop = scenario.flops() / 1e9;
         let cell = Timing::from_seconds(vec![0.012, 0.010, 0.011]);
-        let gemm = crate::roofline::gemm_flops(crate::roofline::GEMM_PROBE_N) / 1e9;
+        let n = crate::roofline::GEMM_PROBE_N;
+        let gemm = crate::roofline::gemm_flops(n) / 1e9;
+        let probe = |rates: [f64; 3]| GemmProbe {
+            n,
+            timing: Timing::from_seconds(rates.iter().map(|r| gemm / r).collect()),
+        };
         // Probe medians of 100 and 50 GFLOP/s; the fastest probe run, 125 GFLOP/s, is after.
-        let before = Timing::from_seconds(vec![gemm / 90.0, gemm / 100.0, gemm / 110.0]);
-        let after = Timing::from_seconds(vec![gemm / 40.0, gemm / 50.0, gemm / 125.0]);
+        let before = probe([90.0, 100.0, 110.0]);
+        let after = probe([40.0, 50.0, 125.0]);
         let around = |probes| Surroundings {
             probes,
             load_before: "0.50 0.40 0.30".into(),

@@ -20,20 +20,36 @@ pub const GEMM_PROBE_RUNS: usize = 5;
 /// The GEMM probe's size: `n × n × n` with n = 2048, large enough for faer's full blocking.
 pub const GEMM_PROBE_N: usize = 2048;
 
-/// The rate of one probe run of `seconds` (GFLOP/s).
-pub fn probe_rate_gflops(seconds: f64) -> f64 {
-    gemm_flops(GEMM_PROBE_N) / seconds / 1e9
+/// One GEMM probe: the size it multiplied and its timed runs (seconds per GEMM), so its rates
+/// are always taken at the size it ran.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmProbe {
+    /// The matrices were `n × n`.
+    pub n: usize,
+    /// The timed runs.
+    pub timing: Timing,
+}
+
+impl GemmProbe {
+    /// The rate of the median run (GFLOP/s): the yardstick.
+    pub fn median_gflops(&self) -> f64 {
+        gemm_flops(self.n) / self.timing.median / 1e9
+    }
+
+    /// The rate of the fastest run (GFLOP/s).
+    pub fn best_gflops(&self) -> f64 {
+        gemm_flops(self.n) / self.timing.min / 1e9
+    }
 }
 
 /// Multiplies two `n × n` f32 matrices with faer on `threads` threads, `repeat` times after one
 /// warm-up, and returns the rate of the median run in GFLOP/s.
 pub fn gemm_rate_gflops(n: usize, threads: usize, repeat: usize) -> f64 {
-    gemm_flops(n) / gemm_probe(n, threads, repeat).median / 1e9
+    gemm_probe(n, threads, repeat).median_gflops()
 }
 
-/// The timed runs of [`gemm_rate_gflops`] (seconds per `n × n × n` GEMM), for a caller that also
-/// wants the fastest run.
-pub fn gemm_probe(n: usize, threads: usize, repeat: usize) -> Timing {
+/// The probe behind [`gemm_rate_gflops`], for a caller that also wants the fastest run.
+pub fn gemm_probe(n: usize, threads: usize, repeat: usize) -> GemmProbe {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -51,7 +67,10 @@ pub fn gemm_probe(n: usize, threads: usize, repeat: usize) -> Timing {
                 start.elapsed().as_secs_f64()
             })
             .collect();
-        Timing::from_seconds(seconds)
+        GemmProbe {
+            n,
+            timing: Timing::from_seconds(seconds),
+        }
     })
 }
 

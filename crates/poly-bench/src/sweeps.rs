@@ -74,9 +74,10 @@ pub const NOISY_DRIFT: f64 = 0.10;
 
 /// The rule every sweep and `poly-bench time` mark cells by: the GEMM rate moved more than
 /// [`NOISY_DRIFT`] between the probes around the cell, or an exact kernel's share of it passed
-/// 100% on two or more threads. A sketched kernel's share may pass 100% (see
-/// [`Sweep::is_noisy`]), and so may one thread's: the engine's single-threaded tiles outrun the
-/// 2048³ probe on one thread (docs/design.md §8.1).
+/// 100% on two or more threads. Two shares may pass 100% honestly: a sketched kernel's, whose
+/// model counts the full `r²`-feature tensor square (docs/math.md §4) while the engine executes
+/// the packed `r(r+1)/2` (PolySketch at n = 8192 reads about 125%), and one thread's, whose
+/// single-threaded tiles outrun the 2048³ probe on one thread (docs/design.md §8.1).
 pub fn is_noisy(
     scenario: &Scenario,
     gemm_before: f64,
@@ -88,11 +89,8 @@ pub fn is_noisy(
 }
 
 impl Sweep {
-    /// Whether a record cannot be trusted by [`is_noisy`]: the GEMM rate at its thread count
-    /// drifted more than [`NOISY_DRIFT`] during the sweep, or an exact kernel's share on two or
-    /// more threads exceeds 100%. A sketched kernel's share may pass 100% honestly: its model counts the full
-    /// `r²`-feature tensor square (docs/math.md §4), while the engine executes the packed
-    /// `r(r+1)/2` (PolySketch at n = 8192 runs at about 125% of the GEMM rate by the model).
+    /// Whether a record cannot be trusted by [`is_noisy`], its GEMM rate drifting to the one
+    /// measured after the sweep at its thread count (not at all where none was).
     pub fn is_noisy(&self, r: &Record) -> bool {
         let after = self
             .conditions

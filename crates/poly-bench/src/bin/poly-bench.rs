@@ -8,7 +8,7 @@ use poly_bench::machine::load_average;
 use poly_bench::methods::MethodName;
 use poly_bench::records::{Surroundings, TimeLine};
 use poly_bench::report;
-use poly_bench::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_probe, probe_rate_gflops};
+use poly_bench::roofline::{GEMM_PROBE_N, GEMM_PROBE_RUNS, gemm_probe};
 use poly_bench::scenario::{Method, Scenario};
 use poly_bench::sweeps::{self, ScalingPlan};
 use std::path::PathBuf;
@@ -170,8 +170,8 @@ fn run(command: Command) -> Result<(), String> {
             if let Some((before, after)) = before.zip(after) {
                 eprintln!(
                     "faer GEMM {:.0} → {:.0} GFLOP/s around the runs",
-                    probe_rate_gflops(before.median),
-                    probe_rate_gflops(after.median)
+                    before.median_gflops(),
+                    after.median_gflops()
                 );
             }
             println!("{}", line.json());
