@@ -35,7 +35,7 @@ enum Command {
     /// The main job: quick scaling sweep, thread scaling, quick reproduction and the sketch
     /// accuracy study in <target>/polyattn/report/ (report.md + SVGs). `--candle` adds candle's
     /// CPU attention as peers. Other options: `cargo xtask report --help`. 75–90 s of
-    /// measurements on 2 cores once built (73 s measured 2026-12-08, 91 s 2026-12-07).
+    /// measurements on 2 cores once built (73 and 76 s measured 2026-12-08, 91 s 2026-12-07).
     Report(Forwarded),
     /// Time vs n (doubling) for exact β = 4, softmax and sketched PolySketch, causal and not,
     /// with fitted log-log slopes and % of the GEMM rate (`--quick`, `--max-n`, `--budget-s`,
@@ -64,7 +64,7 @@ enum Command {
     /// 30 s once built).
     Accuracy(Forwarded),
     /// Peak memory (max RSS) of `polyattn attend` as n grows, to show it has no n² term
-    /// (`--max-n`). About 30 s once built.
+    /// (`--max-n`). About 40 s once built (42 s measured 2026-12-08).
     Memory(Forwarded),
     /// valgrind callgrind instruction counts of one scenario (poly4, softmax, polysketch, …) on
     /// one thread and one head.
