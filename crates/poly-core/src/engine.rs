@@ -51,6 +51,18 @@ pub const KEY_TILE: usize = 512;
 pub const SMALL_KEYS: usize = 768;
 /// The widest key tile a sliding window's band may take as one tile.
 const MAX_BAND_TILE: usize = 2048;
+/// From this many bytes of keys and values per k/v head, a task of a problem whose rows all see
+/// the same keys takes [`SHARED_TILES`] query tiles and runs them all against each key tile in
+/// turn, so every key and value tile fetched from memory serves that many tiles' rows while it is
+/// still in the core's cache. Below it a head's keys and values stay in the shared L3 from one
+/// query tile to the next anyway (4 MiB at n = 8192, d = d_v = 64, f32, where four tiles a task
+/// measured no faster), and shorter tasks balance better.
+const SHARED_TILE_KV_BYTES: usize = 4 << 20;
+/// Query tiles per task above [`SHARED_TILE_KV_BYTES`]. At n = 16384 (β = 4, no mask, batch ×
+/// heads = 4, 2 threads; a throwaway probe alternating both plans in one process, six rounds each,
+/// four runs) one tile per task took 1849, 1836, 1792 and 1722 ms by minima against 1689 (four
+/// tiles a task), 1743 (two), 1648 (eight) and 1665 (four) in the same runs.
+const SHARED_TILES: usize = 4;
 
 /// Exact attention `softmax/polynomial(scale · Q Kᵀ) V` with the normalization of `cfg`.
 ///
@@ -253,8 +265,12 @@ fn pool_with_threads(n: usize) -> Result<Arc<rayon::ThreadPool>> {
 /// Tile sizes for one problem (a function of the shape only, so results are thread-independent).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TilePlan {
+    /// Query rows per GEMM.
     pub query: usize,
+    /// Keys per GEMM (at most).
     pub key: usize,
+    /// Query rows per task: `query`, or a multiple of it whose tiles share each key tile.
+    pub rows: usize,
 }
 
 impl TilePlan {
@@ -262,9 +278,25 @@ impl TilePlan {
     /// (see there); under a sliding window, a query tile's band of keys (at most `w + tq − 1`
     /// causal, `2w + tq − 2` otherwise) is one key tile when it fits `MAX_BAND_TILE`, so a narrow
     /// window never ends in a small trailing GEMM.
-    fn for_problem(dims: &Dims, visibility: &Visibility<'_>) -> Self {
+    ///
+    /// Where every row sees every key (no mask, no window, one dense sequence) and a head's keys
+    /// and values take at least [`SHARED_TILE_KV_BYTES`] of `element_bytes`-wide elements, a task
+    /// holds [`SHARED_TILES`] query tiles (see there).
+    fn for_problem(dims: &Dims, visibility: &Visibility<'_>, element_bytes: usize) -> Self {
         let wide = visibility.window.is_none() && !matches!(visibility.layout, Layout::Packed(_));
         let query = if wide { WIDE_QUERY_TILE } else { QUERY_TILE }.min(dims.n_q);
+        let same_keys = visibility.mask == Mask::None
+            && visibility.window.is_none()
+            && matches!(visibility.layout, Layout::Dense);
+        let kv_bytes = dims
+            .n_k
+            .saturating_mul(dims.d + dims.d_v)
+            .saturating_mul(element_bytes);
+        let rows = if same_keys && kv_bytes >= SHARED_TILE_KV_BYTES {
+            (SHARED_TILES * query).min(dims.n_q)
+        } else {
+            query
+        };
         let band = visibility.window.map(|w| match visibility.mask {
             Mask::Causal => w.saturating_add(query - 1),
             _ => w.saturating_mul(2).saturating_add(query).saturating_sub(2),
@@ -274,7 +306,7 @@ impl TilePlan {
             _ if dims.n_k <= SMALL_KEYS => dims.n_k,
             _ => KEY_TILE,
         };
-        TilePlan { query, key }
+        TilePlan { query, key, rows }
     }
 }
 
@@ -335,7 +367,7 @@ impl<T: Element> Scratch<T> {
         };
         grow(&mut scratch.scores, plan.query * plan.key);
         for v in [&mut scratch.max, &mut scratch.sum, &mut scratch.abs_sum] {
-            grow(v, plan.query);
+            grow(v, plan.rows);
         }
         let result = f(scratch);
         IDLE_SCRATCH.with_borrow_mut(|idle| idle.push(boxed));
@@ -365,7 +397,7 @@ pub(crate) fn attend_validated<T: Element>(
     } else {
         (Cow::Borrowed(q.as_slice()), Cow::Borrowed(k.as_slice()))
     };
-    let plan = TilePlan::for_problem(&dims, &visibility);
+    let plan = TilePlan::for_problem(&dims, &visibility, size_of::<T>());
     let scale = T::from_f64(cfg.effective_scale(dims.d));
     let q_head = dims.n_q * dims.d;
     let k_head = dims.n_k * dims.d;
@@ -391,9 +423,9 @@ pub(crate) fn attend_validated<T: Element>(
                 batch: bh / dims.heads,
                 head: bh % dims.heads,
             };
-            let tiles = dims.n_q.div_ceil(plan.query);
+            let tiles = dims.n_q.div_ceil(plan.rows);
             let mut tile_stats: Vec<Option<&mut [RowStat]>> = match head_stats.take() {
-                Some(s) => s.chunks_mut(plan.query).map(Some).collect(),
+                Some(s) => s.chunks_mut(plan.rows).map(Some).collect(),
                 None => (0..tiles).map(|_| None).collect(),
             };
             // Last tiles first: under a causal mask they see the most keys, so a thread's last
@@ -401,12 +433,12 @@ pub(crate) fn attend_validated<T: Element>(
             // n = 2048: median 0.64 → 0.08 ms, 20 calls of an instrumented build; the calls'
             // times moved less than the host's noise).
             head_out
-                .par_chunks_mut(plan.query * dims.d_v)
+                .par_chunks_mut(plan.rows * dims.d_v)
                 .zip(tile_stats.par_iter_mut())
                 .enumerate()
                 .rev()
                 .for_each(|(tile, (tile_out, stats))| {
-                    let first_row = tile * plan.query;
+                    let first_row = tile * plan.rows;
                     let stats = stats.take();
                     let result = Scratch::with(plan, |scratch| {
                         job.attend_query_tile(first_row, tile_out, scratch, stats)
@@ -561,6 +593,26 @@ impl<T: Element> HeadJob<'_, T> {
                 stats,
             );
         };
+        if tile.rows > self.plan.query {
+            // A task of several query tiles whose rows all see `keys` (`TilePlan::rows`): each
+            // key tile goes through every query tile in turn while it is in the cache, cut at the
+            // boundaries one tile's pass would take, so every row's result is the same bit for
+            // bit as with one query tile per task.
+            let even = even_width(keys.len(), self.plan.key);
+            let mut key_start = keys.start;
+            while key_start < keys.end {
+                let key_end = (key_start + even).min(keys.end);
+                for first in (0..tile.rows).step_by(self.plan.query) {
+                    pass(
+                        first,
+                        (first + self.plan.query).min(tile.rows),
+                        key_start..key_end,
+                    );
+                }
+                key_start = key_end;
+            }
+            return;
+        }
         let split = match visible(0).end {
             end if tile.rows > QUERY_TILE && end < keys.end => (end / 16 * 16).max(keys.start),
             _ => keys.end,

@@ -247,6 +247,7 @@ impl<T: Element> PartialAttention<T> {
         let plan = TilePlan {
             query: QUERY_TILE,
             key: KEY_TILE,
+            rows: QUERY_TILE,
         };
         let visible_of = |row: usize| dims.key_range(cfg.mask, cfg.window, row);
         run_with_threads(cfg.threads, || {

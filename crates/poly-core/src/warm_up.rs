@@ -43,6 +43,7 @@ fn warm_worker<T: Element>() {
     let plan = TilePlan {
         query: WIDE_QUERY_TILE,
         key: KEY_TILE,
+        rows: WIDE_QUERY_TILE,
     };
     let d = WARM_UP_HEAD_DIM;
     // Ones, not zeros: the score tile is left holding nonzero numbers, as a real call leaves it,

@@ -472,3 +472,58 @@ fn packed_and_padded_gradients_are_those_of_the_pieces() {
         }
     }
 }
+
+#[test]
+fn gradients_through_tasks_of_several_query_tiles_are_those_of_the_tiles() {
+    // The forward's row statistics from tasks of several query tiles (keys and values past
+    // `SHARED_TILE_KV_BYTES`, as in properties.rs): the gradients of the whole problem equal the
+    // tiles' own, dq row by row and dk, dv summed over the tiles.
+    let (n_q, n_k, d) = (600, 2700, 200);
+    let mut r = rng(84);
+    let q = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
+    let g = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
+    for cfg in [AttentionConfig::polynomial(4), AttentionConfig::softmax()] {
+        let (out, whole) =
+            attention_gradients(q.view(), k.view(), v.view(), g.view(), &cfg).unwrap();
+        let (mut dk, mut dv) = (vec![0.0f64; n_k * d], vec![0.0f64; n_k * d]);
+        let rows_of = |t: &Tensor<f32>, start: usize, rows: usize| {
+            Tensor::from_vec(
+                [1, 1, rows, d],
+                t.as_slice()[start * d..(start + rows) * d].to_vec(),
+            )
+            .unwrap()
+        };
+        let gap = |a: &[f32], b: &[f64]| {
+            let top = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            a.iter()
+                .zip(b)
+                .fold(0.0f64, |m, (x, y)| m.max((f64::from(*x) - y).abs()))
+                / top
+        };
+        for start in (0..n_q).step_by(128) {
+            let rows = (start + 128).min(n_q) - start;
+            let (q_t, g_t) = (rows_of(&q, start, rows), rows_of(&g, start, rows));
+            let (out_t, tile) =
+                attention_gradients(q_t.view(), k.view(), v.view(), g_t.view(), &cfg).unwrap();
+            let range = start * d..(start + rows) * d;
+            assert!(
+                bits_equal(out_t.as_slice(), &out.as_slice()[range.clone()]),
+                "{cfg:?}"
+            );
+            let dq_t: Vec<f64> = tile.dq.as_slice().iter().map(|&x| f64::from(x)).collect();
+            let err = gap(&whole.dq.as_slice()[range], &dq_t);
+            assert!(err < 1e-5, "{cfg:?} dq rows {start}..: {err:e}");
+            for (acc, x) in [(&mut dk, &tile.dk), (&mut dv, &tile.dv)] {
+                acc.iter_mut()
+                    .zip(x.as_slice())
+                    .for_each(|(a, &b)| *a += f64::from(b));
+            }
+        }
+        for (name, got, want) in [("dk", &whole.dk, &dk), ("dv", &whole.dv, &dv)] {
+            let err = gap(got.as_slice(), want);
+            assert!(err < 1e-5, "{cfg:?} {name}: {err:e}");
+        }
+    }
+}

@@ -279,3 +279,46 @@ fn golden_vectors_of_the_kmz23_jax_implementation() {
         }
     }
 }
+
+#[test]
+fn tasks_of_several_query_tiles_give_each_row_the_bits_of_a_tile_alone() {
+    // d = d_v = 200 and 2700 keys: 4.3 MB of f32 keys and values, past the size from which rows
+    // that all see every key go several query tiles to a task (engine.rs, `SHARED_TILE_KV_BYTES`);
+    // 600 query rows: one task of four 128-row tiles and a ragged task of 88 rows.
+    let (n_q, n_k, d) = (600, 2700, 200);
+    let mut r = rng(15);
+    let q = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
+    let k = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
+    let v = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
+    for cfg in [AttentionConfig::polynomial(4), AttentionConfig::softmax()] {
+        let whole = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(2))).unwrap();
+        let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
+        let err = relative_error(&whole, &reference);
+        assert!(err < 2.5e-4, "{cfg:?}: relative error {err:.3e}");
+        for n in [1, 3] {
+            let other =
+                attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(n))).unwrap();
+            assert!(
+                bits_equal(whole.as_slice(), other.as_slice()),
+                "{cfg:?}, {n} threads"
+            );
+        }
+        // Each 128-row tile on its own is a problem of one tile per task.
+        for start in (0..n_q).step_by(128) {
+            let rows = (start + 128).min(n_q) - start;
+            let alone = Tensor::from_vec(
+                [1, 1, rows, d],
+                q.as_slice()[start * d..(start + rows) * d].to_vec(),
+            )
+            .unwrap();
+            let out = attention(alone.view(), k.view(), v.view(), &cfg).unwrap();
+            assert!(
+                bits_equal(
+                    out.as_slice(),
+                    &whole.as_slice()[start * d..(start + rows) * d]
+                ),
+                "{cfg:?}: rows {start}.."
+            );
+        }
+    }
+}
