@@ -55,8 +55,8 @@ const MAX_BAND_TILE: usize = 2048;
 /// the same keys takes [`SHARED_TILES`] query tiles and runs them all against each key tile in
 /// turn, so every key and value tile fetched from memory serves that many tiles' rows while it is
 /// still in the core's cache. Below it a head's keys and values stay in the shared L3 from one
-/// query tile to the next anyway (4 MiB at n = 8192, d = d_v = 64, f32, where four tiles a task
-/// measured no faster), and shorter tasks balance better.
+/// query tile to the next anyway (2 MiB at n = 4096, d = d_v = 64, f32; at the threshold itself,
+/// n = 8192, four tiles a task measured the same as one), and shorter tasks balance better.
 const SHARED_TILE_KV_BYTES: usize = 4 << 20;
 /// Query tiles per task above [`SHARED_TILE_KV_BYTES`]. At n = 16384 (β = 4, no mask, batch ×
 /// heads = 4, 2 threads; a throwaway probe alternating both plans in one process, six rounds each,
