@@ -595,21 +595,14 @@ impl<T: Element> HeadJob<'_, T> {
         };
         if tile.rows > self.plan.query {
             // A task of several query tiles whose rows all see `keys` (`TilePlan::rows`): each
-            // key tile goes through every query tile in turn while it is in the cache, cut at the
-            // boundaries one tile's pass would take, so every row's result is the same bit for
+            // key tile goes through every query tile in turn while it is in the cache, cut where
+            // one tile's pass cuts it (`key_tiles`), so every row's result is the same bit for
             // bit as with one query tile per task.
-            let even = even_width(keys.len(), self.plan.key);
-            let mut key_start = keys.start;
-            while key_start < keys.end {
-                let key_end = (key_start + even).min(keys.end);
+            for tile_keys in key_tiles(keys, self.plan.key) {
                 for first in (0..tile.rows).step_by(self.plan.query) {
-                    pass(
-                        first,
-                        (first + self.plan.query).min(tile.rows),
-                        key_start..key_end,
-                    );
+                    let last = (first + self.plan.query).min(tile.rows);
+                    pass(first, last, tile_keys.clone());
                 }
-                key_start = key_end;
             }
             return;
         }
@@ -660,20 +653,27 @@ impl<T: Element> QueryTile<'_, T> {
     ) {
         let (rows, d, d_v) = (self.rows, self.d, self.d_v);
         let mut stats = stats;
-        let even = even_width(keys.len(), width);
-        let mut key_start = keys.start;
-        while key_start < keys.end {
-            let cols = even.min(keys.end - key_start);
+        for tile_keys in key_tiles(keys, width) {
+            let cols = tile_keys.len();
             let scores = &mut scores[..rows * cols];
-            let local = key_start - key_base;
+            let local = tile_keys.start - key_base;
             let k_tile = &k[local * d..(local + cols) * d];
             gemm_abt(scores, self.q, k_tile, rows, cols, d, self.scale);
-            stats.update(scores, key_start, visible, self.kernel);
+            stats.update(scores, tile_keys.start, visible, self.kernel);
             let v_tile = &v[local * d_v..(local + cols) * d_v];
             gemm_add_ab(stats.acc, scores, v_tile, rows, d_v, cols);
-            key_start += cols;
         }
     }
+}
+
+/// The key tiles of `keys`, at most `width` wide, as [`QueryTile::accumulate`] takes them: the one
+/// definition of their boundaries, which a task of several query tiles follows too so that its
+/// rows' bits are those of one tile per task.
+fn key_tiles(keys: Range<usize>, width: usize) -> impl Iterator<Item = Range<usize>> {
+    let even = even_width(keys.len(), width).max(1);
+    keys.clone()
+        .step_by(even)
+        .map(move |start| start..(start + even).min(keys.end))
 }
 
 /// The width of the key tiles that cut `len` keys into as few tiles of at most `width` as
@@ -693,4 +693,49 @@ fn even_width(len: usize, width: usize) -> usize {
 pub(crate) struct RowStat {
     pub max: f64,
     pub multiplier: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_tiles_cover_the_keys_in_order_at_most_width_wide() {
+        for (start, len, width) in [(0, 1, 512), (5, 2700, 512), (0, 896, 512), (100, 512, 512)] {
+            let tiles: Vec<_> = key_tiles(start..start + len, width).collect();
+            assert_eq!(tiles.len(), len.div_ceil(width), "{len} keys by {width}");
+            assert_eq!(tiles.first().map(|t| t.start), Some(start));
+            assert_eq!(tiles.last().map(|t| t.end), Some(start + len));
+            assert!(tiles.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(tiles.iter().all(|t| !t.is_empty() && t.len() <= width));
+        }
+        assert_eq!(key_tiles(7..7, 512).count(), 0);
+    }
+
+    /// The premise of the integration tests of tasks of several query tiles
+    /// (`tasks_of_several_query_tiles_…` in properties.rs and backward.rs): their shape groups,
+    /// and nothing whose rows see different keys does.
+    #[test]
+    fn only_rows_that_all_see_every_key_share_a_task_past_the_size() {
+        let plan = |n_k: usize, mask: Mask, window: Option<usize>, layout: Layout<'_>| {
+            let dims = Dims::new(1, 1, 600, n_k, 200, 200);
+            let visibility = Visibility {
+                mask,
+                window,
+                layout,
+            };
+            TilePlan::for_problem(&dims, &visibility, size_of::<f32>())
+        };
+        let grouped = plan(2700, Mask::None, None, Layout::Dense);
+        assert_eq!((grouped.query, grouped.rows), (128, 4 * 128));
+        let lengths = [600];
+        for other in [
+            plan(2000, Mask::None, None, Layout::Dense),
+            plan(2700, Mask::Causal, None, Layout::Dense),
+            plan(2700, Mask::None, Some(300), Layout::Dense),
+            plan(2700, Mask::None, None, Layout::KeyPadded(&lengths)),
+        ] {
+            assert_eq!(other.rows, other.query, "{other:?}");
+        }
+    }
 }

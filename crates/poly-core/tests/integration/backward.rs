@@ -3,7 +3,9 @@
 //! degrees), bit-identical across thread counts, and causal: early queries' gradients never see
 //! later tokens.
 
-use crate::common::{Data, bits_equal, random_tensor, rng};
+use crate::common::{
+    Data, SHARED_TILE_DIM, bits_equal, head_rows, random_tensor, rng, shared_tile_problem,
+};
 use poly_core::{
     AttentionConfig, Error, Kernel, Mask, Normalization, Tensor, TensorName, Threads,
     attention_backward, attention_forward, attention_gradients, reference_attention,
@@ -475,26 +477,15 @@ fn packed_and_padded_gradients_are_those_of_the_pieces() {
 
 #[test]
 fn gradients_through_tasks_of_several_query_tiles_are_those_of_the_tiles() {
-    // The forward's row statistics from tasks of several query tiles (keys and values past
-    // `SHARED_TILE_KV_BYTES`, as in properties.rs): the gradients of the whole problem equal the
-    // tiles' own, dq row by row and dk, dv summed over the tiles.
-    let (n_q, n_k, d) = (600, 2700, 200);
-    let mut r = rng(84);
-    let q = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
-    let k = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
-    let v = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
-    let g = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
+    // The forward's row statistics from tasks of several query tiles (common.rs,
+    // `shared_tile_problem`): the gradients of the whole problem equal the tiles' own, dq row by
+    // row and dk, dv summed over the tiles.
+    let [q, k, v, g] = shared_tile_problem(84);
+    let (n_q, n_k, d) = (q.shape()[2], k.shape()[2], SHARED_TILE_DIM);
     for cfg in [AttentionConfig::polynomial(4), AttentionConfig::softmax()] {
         let (out, whole) =
             attention_gradients(q.view(), k.view(), v.view(), g.view(), &cfg).unwrap();
         let (mut dk, mut dv) = (vec![0.0f64; n_k * d], vec![0.0f64; n_k * d]);
-        let rows_of = |t: &Tensor<f32>, start: usize, rows: usize| {
-            Tensor::from_vec(
-                [1, 1, rows, d],
-                t.as_slice()[start * d..(start + rows) * d].to_vec(),
-            )
-            .unwrap()
-        };
         let gap = |a: &[f32], b: &[f64]| {
             let top = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             a.iter()
@@ -504,7 +495,7 @@ fn gradients_through_tasks_of_several_query_tiles_are_those_of_the_tiles() {
         };
         for start in (0..n_q).step_by(128) {
             let rows = (start + 128).min(n_q) - start;
-            let (q_t, g_t) = (rows_of(&q, start, rows), rows_of(&g, start, rows));
+            let (q_t, g_t) = (head_rows(&q, start, rows), head_rows(&g, start, rows));
             let (out_t, tile) =
                 attention_gradients(q_t.view(), k.view(), v.view(), g_t.view(), &cfg).unwrap();
             let range = start * d..(start + rows) * d;

@@ -2,7 +2,10 @@
 //! no-leak, scale invariance of `Sum`, the even-degree/softmax identity, and the golden vectors of
 //! the KMZ23 JAX code.
 
-use crate::common::{Data, bits_equal, random_tensor, relative_error, rng};
+use crate::common::{
+    Data, SHARED_TILE_DIM, bits_equal, head_rows, random_tensor, relative_error, rng,
+    shared_tile_problem,
+};
 use poly_core::{
     AttentionConfig, Error, Kernel, Mask, Normalization, Tensor, TensorName, Threads, attention,
     attention_into, reference_attention,
@@ -282,14 +285,8 @@ fn golden_vectors_of_the_kmz23_jax_implementation() {
 
 #[test]
 fn tasks_of_several_query_tiles_give_each_row_the_bits_of_a_tile_alone() {
-    // d = d_v = 200 and 2700 keys: 4.3 MB of f32 keys and values, past the size from which rows
-    // that all see every key go several query tiles to a task (engine.rs, `SHARED_TILE_KV_BYTES`);
-    // 600 query rows: one task of four 128-row tiles and a ragged task of 88 rows.
-    let (n_q, n_k, d) = (600, 2700, 200);
-    let mut r = rng(15);
-    let q = random_tensor::<f32>(&mut r, [1, 1, n_q, d], Data::Signed);
-    let k = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
-    let v = random_tensor::<f32>(&mut r, [1, 1, n_k, d], Data::Signed);
+    let [q, k, v, _] = shared_tile_problem(15);
+    let (n_q, d) = (q.shape()[2], SHARED_TILE_DIM);
     for cfg in [AttentionConfig::polynomial(4), AttentionConfig::softmax()] {
         let whole = attention(q.view(), k.view(), v.view(), &cfg.with_threads(threads(2))).unwrap();
         let reference = reference_attention(q.view(), k.view(), v.view(), &cfg).unwrap();
@@ -306,11 +303,7 @@ fn tasks_of_several_query_tiles_give_each_row_the_bits_of_a_tile_alone() {
         // Each 128-row tile on its own is a problem of one tile per task.
         for start in (0..n_q).step_by(128) {
             let rows = (start + 128).min(n_q) - start;
-            let alone = Tensor::from_vec(
-                [1, 1, rows, d],
-                q.as_slice()[start * d..(start + rows) * d].to_vec(),
-            )
-            .unwrap();
+            let alone = head_rows(&q, start, rows);
             let out = attention(alone.view(), k.view(), v.view(), &cfg).unwrap();
             assert!(
                 bits_equal(

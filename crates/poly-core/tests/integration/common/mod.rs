@@ -109,3 +109,27 @@ pub fn dense_attention(
     }
     Tensor::from_vec([b, h, n_q, d_v], out).unwrap()
 }
+
+/// Query rows, keys and values of one head, `[1, 1, n, 200]` each, with 600 query rows and 2700
+/// keys: 4.3 MB of f32 keys and values, past the size from which rows that all see every key go
+/// several query tiles to a task (engine.rs, `SHARED_TILE_KV_BYTES`; its unit test checks that
+/// this shape does), giving one task of four 128-row tiles and a ragged one of 88 rows. The
+/// last of the four tensors is a gradient of the output's shape.
+pub fn shared_tile_problem(seed: u64) -> [Tensor<f32>; 4] {
+    let mut r = rng(seed);
+    [600, 2700, 2700, 600]
+        .map(|n| random_tensor::<f32>(&mut r, [1, 1, n, SHARED_TILE_DIM], Data::Signed))
+}
+
+/// The head dimension (and value width) of [`shared_tile_problem`].
+pub const SHARED_TILE_DIM: usize = 200;
+
+/// Rows `start .. start + rows` of a one-head tensor, as a tensor of their own.
+pub fn head_rows<T: Element>(t: &Tensor<T>, start: usize, rows: usize) -> Tensor<T> {
+    let [_, _, _, d] = t.shape();
+    Tensor::from_vec(
+        [1, 1, rows, d],
+        t.as_slice()[start * d..(start + rows) * d].to_vec(),
+    )
+    .unwrap()
+}
